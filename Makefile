@@ -1,0 +1,31 @@
+# The two set-up commands: `make demo` and `make test`. Each creates .venv and installs the
+# locked dependencies (uv.lock) on first use; only Python 3.11+ and make are needed.
+PY ?= python3
+VENV := .venv
+UV := $(VENV)/bin/uv
+SYNCED := $(VENV)/.synced
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+.PHONY: demo test lint lock postgres-test
+
+$(UV):
+	$(PY) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet uv==0.13.9
+
+$(SYNCED): $(UV) uv.lock pyproject.toml
+	$(UV) sync --frozen --quiet
+	@touch $@
+
+demo: $(SYNCED)
+	$(VENV)/bin/qingfeng demo
+
+test: $(SYNCED)
+	$(VENV)/bin/qingfeng bank check question_bank
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest -q
+
+lint: $(SYNCED)
+	$(VENV)/bin/ruff check .
+
+lock: $(UV)
+	$(UV) lock

@@ -1,0 +1,162 @@
+"""Plain-text rendering of core results (console, 公众号 and WeCom text replies)."""
+
+from __future__ import annotations
+
+from zoneinfo import ZoneInfo
+
+from bot.core.results import (
+    AnswerResult,
+    BindResult,
+    BranchSummary,
+    CaseCard,
+    HelpText,
+    MemberRecord,
+    Notice,
+    QuizCard,
+    Result,
+)
+
+TYPE_NAMES = {"single": "单选题", "multiple": "多选题", "judge": "判断题"}
+
+
+def pct(x: float | None) -> str:
+    return "—" if x is None else f"{x * 100:.1f}%"
+
+
+def render_card(card: QuizCard, tz: ZoneInfo, *, reply_hint: bool = True) -> str:
+    head = "【温故知新】" if card.is_review else f"【第{card.position}/{card.total}题·{TYPE_NAMES.get(card.type, '')}】"
+    lines = [head, card.stem, ""]
+    lines += [f"{letter}. {text}" for letter, text in card.options]
+    if reply_hint:
+        lines.append("")
+        if card.type == "multiple":
+            lines.append("请回复全部正确选项的字母，如「AC」。")
+        elif card.type == "judge":
+            lines.append("请回复「对」或「错」（也可回复 A/B）。")
+        else:
+            letters = "/".join(letter for letter, _ in card.options)
+            lines.append(f"请回复选项字母（{letters}）。")
+    if not card.is_review:
+        lines.append(f"截止时间：{card.deadline.astimezone(tz):%m月%d日 %H:%M}")
+    return "\n".join(lines)
+
+
+def render_case(case: CaseCard) -> str:
+    kind = "（教学用综合案例）" if case.composite else ""
+    return "\n".join([
+        f"【警示教育】{case.title}{kind}",
+        f"问题类别：{case.category}",
+        f"基本情况：{case.what_happened}",
+        f"违反规定：{case.rule_broken}",
+        f"处理结果：{case.consequence}",
+        f"警示：{case.lesson}",
+        f"来源：{case.source}",
+    ])
+
+
+def render_answer(result: AnswerResult) -> str:
+    if result.duplicate:
+        head = f"这道题您已作答（以首次作答「{result.choice}」为准）。"
+    elif result.correct:
+        head = f"✅ 回答正确！您的答案：{result.choice}"
+    else:
+        head = f"❌ 回答错误。您的答案：{result.choice}，正确答案：{result.key}"
+    lines = [head]
+    if result.late:
+        lines.append("（本轮已过截止时间，本次作答记录为逾期，不计入本轮统计。）")
+    lines.append("正确答案：" + "；".join(f"{k}. {t}" for k, t in zip(result.key, result.key_text, strict=False)))
+    lines.append(f"解析：{result.explanation}")
+    lines.append(f"依据：{result.source}")
+    if not result.correct and not result.duplicate and result.round_id is not None:
+        lines.append("这道题会在几天后再次出现，帮助您巩固。")
+    return "\n".join(lines)
+
+
+def render_record(rec: MemberRecord) -> str:
+    acc = rec.correct / rec.answered if rec.answered else None
+    lines = [
+        f"【{rec.name}的学习记录】{rec.org_name}",
+        f"累计作答 {rec.answered} 题，答对 {rec.correct} 题，正确率 {pct(acc)}",
+        f"参与 {rec.rounds_answered} 轮，连续参与 {rec.streak_weeks} 轮",
+        f"本轮待答 {rec.pending_items} 题；待巩固（错题重练）{rec.due_reviews} 题",
+    ]
+    if rec.weakest_topics:
+        weak = "、".join(f"{t.name}（{t.correct}/{t.answered}）" for t in rec.weakest_topics)
+        lines.append(f"建议加强：{weak}")
+    return "\n".join(lines)
+
+
+def render_summary(s: BranchSummary) -> str:
+    lines = [f"【{s.org_name}·{s.period_label}答题统计】"]
+    if s.withheld:
+        lines.append(f"作答人数少于 {s.min_group} 人，为保护个人信息，本期统计不予显示。")
+        lines.append(f"推送 {s.pushed} 人次。")
+        return "\n".join(lines)
+    lines.append(f"推送 {s.pushed} 人次，作答 {s.responded} 人次，回收率 {pct(s.response_rate)}")
+    lines.append(f"在{s.valid_answers}份有效回答中，正确答案比例为{pct(s.accuracy)}。")
+    if s.late_answers:
+        lines.append(f"（另有逾期作答 {s.late_answers} 份，未计入统计。）")
+    if s.items:
+        over80 = sum(1 for i in s.items if i.answered and i.correct / i.answered >= 0.8)
+        over90 = sum(1 for i in s.items if i.answered and i.correct / i.answered >= 0.9)
+        lines.append(f"{len(s.items)}个问题中，{over80}个准确率在80%以上，{over90}个在90%以上。")
+        lines.append("薄弱题目：")
+        for stat in s.items[:3]:
+            stem = stat.stem if len(stat.stem) <= 40 else stat.stem[:40] + "…"
+            lines.append(f"· {stem}（{pct(stat.correct / stat.answered)}，N={stat.answered}）")
+    return "\n".join(lines)
+
+
+def render_help(h: HelpText, *, slash: bool = True) -> str:
+    c = (lambda s, w: f"/{s}") if slash else (lambda s, w: w)
+    lines = ["【清风·廉政学习助手】"]
+    if not h.bound:
+        lines.append(f"首次使用请先绑定：发送「{c('start', '绑定')} 邀请码」（邀请码由支部书记提供）。")
+    lines += [
+        f"{c('quiz', '答题')} — 查看本周待答题目",
+        "直接回复选项字母作答，如「A」、多选「AC」、判断「对/错」",
+        f"{c('me', '我的')} — 我的学习记录",
+        f"{c('case', '案例')} — 警示教育案例",
+    ]
+    if h.is_secretary:
+        lines.append(f"{c('report', '报告')} [组织] [本周/上周/本月/上月/全部] — 本支部答题统计")
+    lines.append(f"{c('help', '帮助')} — 显示本帮助")
+    return "\n".join(lines)
+
+
+def render(result: Result, tz: ZoneInfo, *, slash: bool = True) -> str:
+    if isinstance(result, QuizCard):
+        return render_card(result, tz)
+    if isinstance(result, AnswerResult):
+        return render_answer(result)
+    if isinstance(result, BindResult):
+        if result.already_bound:
+            return f"您已绑定为{result.org_name}的{result.member_name}。"
+        start = "/quiz" if slash else "答题"
+        return f"绑定成功！欢迎{result.org_name}的{result.member_name}同志。发送「{start}」开始本周学习。"
+    if isinstance(result, MemberRecord):
+        return render_record(result)
+    if isinstance(result, BranchSummary):
+        return render_summary(result)
+    if isinstance(result, CaseCard):
+        return render_case(result)
+    if isinstance(result, HelpText):
+        return render_help(result, slash=slash)
+    if isinstance(result, Notice):
+        return result.text
+    raise TypeError(f"cannot render {type(result).__name__}")
+
+
+def render_all(results: list[Result], tz: ZoneInfo, *, slash: bool = True) -> list[str]:
+    """Render each result; an answer's case and next card follow as their own messages."""
+    out: list[str] = []
+    for r in results:
+        out.append(render(r, tz, slash=slash))
+        if isinstance(r, AnswerResult):
+            if r.case:
+                out.append(render_case(r.case))
+            if r.next_card:
+                out.append(render_card(r.next_card, tz))
+            elif not r.duplicate and r.round_id is not None:
+                out.append("🎉 本轮题目已全部作答，感谢参与！")
+    return out

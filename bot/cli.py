@@ -1,0 +1,289 @@
+"""The `qingfeng` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from bot.config import ConfigError, Settings, load_settings
+
+app = typer.Typer(help="清风 Qingfeng — 廉政教育学习助手", no_args_is_help=True, add_completion=False)
+db_app = typer.Typer(help="数据库迁移", no_args_is_help=True)
+bank_app = typer.Typer(help="题库", no_args_is_help=True)
+org_app = typer.Typer(help="组织与成员", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(bank_app, name="bank")
+app.add_typer(org_app, name="org")
+
+console = Console()
+err = Console(stderr=True)
+
+
+def settings(**overrides: object) -> Settings:
+    try:
+        return load_settings(**overrides)
+    except ConfigError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+def _logging(s: Settings) -> None:
+    logging.basicConfig(level=s.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+# --- db ----------------------------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """把数据库升级到最新结构（alembic upgrade head）。"""
+    from bot.storage import migrate
+
+    s = settings()
+    migrate.upgrade(s.database_url)
+    console.print("数据库已是最新结构。")
+
+
+# --- bank --------------------------------------------------------------------------------------
+
+
+@bank_app.command("check")
+def bank_check(
+    paths: Annotated[list[Path], typer.Argument(help="题库目录（含 vocabulary.yaml）")],
+    strict: Annotated[bool, typer.Option(help="覆盖不足（每主题已审核题目、案例类别）也算错误")] = False,
+) -> None:
+    """校验题库：列出全部问题（文件:行 [题号]），有错误时以非零状态退出。"""
+    from question_bank import BankError, load_bank
+    from question_bank.checks import quality_report
+
+    failed = False
+    for path in paths:
+        try:
+            bank = load_bank(path)
+        except BankError as exc:
+            failed = True
+            for p in exc.problems:
+                print(p, file=sys.stderr)
+            print(f"{path}: {len(exc.problems)} 个问题，题库未加载。", file=sys.stderr)
+            continue
+        report = quality_report(bank, strict=strict)
+        print(report.render())
+        failed = failed or bool(report.errors)
+    raise typer.Exit(1 if failed else 0)
+
+
+# --- org ---------------------------------------------------------------------------------------
+
+
+@org_app.command("import")
+def org_import(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="花名册 .csv 或 .xlsx")],
+) -> None:
+    """导入花名册：建立组织树与成员，为新成员生成一次性邀请码。"""
+    from bot.app import start_app
+    from bot.core.roster import RosterError, import_roster
+
+    s = settings()
+
+    async def go() -> None:
+        a = await start_app(s)
+        try:
+            async with a.db.session() as session:
+                report = await import_roster(session, file, now=datetime.now(UTC), ttl_days=s.invite_ttl_days)
+        finally:
+            await a.db.dispose()
+        console.print(f"新增 {report.created} 人，更新 {report.updated} 人。")
+        if report.codes:
+            table = Table("姓名", "组织", "邀请码", title=f"邀请码（{s.invite_ttl_days} 天内有效，一次性）")
+            for row in report.codes:
+                table.add_row(*row)
+            console.print(table)
+
+    try:
+        asyncio.run(go())
+    except RosterError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+
+
+@org_app.command("invite")
+def org_invite(member: Annotated[str, typer.Argument(help="成员姓名或工号")]) -> None:
+    """为某成员重新生成邀请码（旧码仍按原有效期可用）。"""
+    from bot.app import start_app
+    from bot.core.invites import issue_code
+
+    s = settings()
+
+    async def go() -> None:
+        a = await start_app(s)
+        try:
+            async with a.db.session() as session:
+                m = await _find_member(session, member)
+                code = await issue_code(session, m, now=datetime.now(UTC), ttl_days=s.invite_ttl_days)
+                await session.commit()
+            console.print(f"{m.name} 的邀请码：[bold]{code}[/bold]（{s.invite_ttl_days} 天内有效）")
+        finally:
+            await a.db.dispose()
+
+    asyncio.run(go())
+
+
+async def _find_member(session, who: str):  # type: ignore[no-untyped-def]
+    from sqlmodel import or_, select
+
+    from bot.storage.models import Member
+
+    rows = (await session.exec(select(Member).where(or_(Member.name == who, Member.external_key == who)))).all()
+    if not rows:
+        err.print(f"[red]没有找到成员「{who}」[/red]")
+        raise typer.Exit(1)
+    if len(rows) > 1:
+        err.print(f"[red]有 {len(rows)} 位成员叫「{who}」，请改用工号[/red]")
+        raise typer.Exit(1)
+    return rows[0]
+
+
+# --- chat / demo / run -------------------------------------------------------------------------
+
+
+@app.command()
+def chat(member: Annotated[str, typer.Option("--member", "-m", help="以哪位成员的身份对话（姓名或工号）")]) -> None:
+    """控制台对话：与聊天平台相同的命令（/quiz、A、/me、/report、/case、/help）。"""
+    from bot.app import start_app
+    from bot.channels.console import chat_loop, console_sender
+
+    s = settings()
+
+    async def go() -> None:
+        a = await start_app(s)
+        try:
+            async with a.db.session() as session:
+                m = await _find_member(session, member)
+            sender = await console_sender(a.service, m)
+            await chat_loop(a.service, sender)
+        finally:
+            await a.db.dispose()
+
+    asyncio.run(go())
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="报告输出目录")] = Path("demo-output"),
+    database: Annotated[Path, typer.Option(help="演示用 SQLite 文件（每次重建）")] = Path("var/demo.db"),
+) -> None:
+    """演示：新建 SQLite 数据库、1 个机关党委 3 个支部 60 名党员，模拟 4 周答题并输出支部报告。"""
+    from bot.demo import ROUNDS, run_demo
+
+    s = settings(database_url=f"sqlite+aiosqlite:///{database}")
+    logging.basicConfig(level=logging.WARNING)
+    with Progress(TextColumn("[bold]模拟答题"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=False) as bar:
+        task = bar.add_task("demo", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        result = asyncio.run(run_demo(s, out_dir=out, progress=progress))
+    console.print(result.text, markup=False, highlight=False)
+    console.print(f"\n共模拟 {ROUNDS} 轮、{result.answers} 份作答。报告已写入 {result.out_dir}/")
+
+
+@app.command()
+def push(
+    org: Annotated[str, typer.Option("--org", help="组织名称或路径")],
+    now: Annotated[bool, typer.Option("--now", help="立即开启一轮推送")] = False,
+    items: Annotated[int | None, typer.Option(help="题目数量")] = None,
+    days: Annotated[int | None, typer.Option(help="作答期限（天）")] = None,
+) -> None:
+    """立即为某组织（含下级）开启一轮学习推送。"""
+    from bot.app import start_app
+    from bot.core import quiz
+    from bot.core.orgs import find_org
+
+    if not now:
+        err.print("请加 --now 确认立即推送（定时推送见 qingfeng schedule）。")
+        raise typer.Exit(2)
+    s = settings()
+
+    async def go() -> None:
+        a = await start_app(s)
+        try:
+            async with a.db.session() as session:
+                target = await find_org(session, org)
+                chosen = await quiz.choose_items(session, target, items or s.round_items,
+                                                 include_drafts=s.push_drafts)
+                if not chosen:
+                    err.print("[red]题库中没有可推送的题目（只推送 approved 状态的题）。[/red]")
+                    raise typer.Exit(1)
+                opens = datetime.now(UTC)
+                rnd = await quiz.open_round(session, org=target, item_ids=chosen, opens_at=opens,
+                                            deadline=opens + timedelta(days=days or s.round_days),
+                                            kind="manual", title="即时推送")
+            console.print(f"已开启第 {rnd.id} 轮：{len(chosen)} 道题，推送对象为「{target.name}」及下级组织。")
+        finally:
+            await a.db.dispose()
+
+    asyncio.run(go())
+
+
+@app.command()
+def report(
+    org: Annotated[str, typer.Option("--org", help="组织名称或路径")],
+    period: Annotated[str, typer.Option(help="本周/上周/本月/上月/最近4周/全部/2026-11")] = "全部",
+) -> None:
+    """输出某组织某期间的答题统计（文本）。"""
+    from bot.app import start_app
+    from bot.channels.text import render_summary
+    from bot.core.orgs import find_org
+    from bot.reports.period import parse_period
+    from bot.reports.stats import branch_summary
+
+    s = settings()
+    p = parse_period(period, now=datetime.now(UTC), tz=s.tz)
+    if p is None:
+        err.print(f"[red]无法识别的期间「{period}」[/red]")
+        raise typer.Exit(2)
+
+    async def go() -> None:
+        a = await start_app(s)
+        try:
+            async with a.db.session() as session:
+                target = await find_org(session, org)
+                summary = await branch_summary(session, org=target, period=p, min_group=s.report_min_group)
+            console.print(render_summary(summary), markup=False, highlight=False)
+        finally:
+            await a.db.dispose()
+
+    asyncio.run(go())
+
+
+@app.command()
+def run() -> None:
+    """启动已配置的全部组件：聊天渠道、HTTP 服务、定时推送。"""
+    from bot.runtime import serve
+
+    s = settings()
+    _logging(s)
+    asyncio.run(serve(s))
+
+
+def main() -> None:
+    try:
+        app()
+    except ConfigError as exc:
+        err.print(f"[red]{exc}[/red]")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,179 @@
+"""Settings: environment variables with the QINGFENG_ prefix, optionally a YAML config file.
+
+Precedence: explicit keyword arguments > environment > config file (QINGFENG_CONFIG or
+./qingfeng.yaml) > defaults. A bad value stops start-up with a message naming the key.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+ENV_PREFIX = "QINGFENG_"
+DEFAULT_SQLITE_URL = "sqlite+aiosqlite:///./var/qingfeng.db"
+
+# Values copied from examples that must never reach production.
+_PLACEHOLDERS = {"changeme", "change-me", "xxx", "your-token", "your_token", "todo", "secret",
+                 "placeholder", "<token>", "token"}
+
+
+class ConfigError(Exception):
+    """Configuration is unusable; the message names the offending key(s)."""
+
+
+def _config_file() -> Path | None:
+    explicit = os.environ.get(f"{ENV_PREFIX}CONFIG")
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError(f"{ENV_PREFIX}CONFIG：找不到配置文件 {path}")
+        return path
+    default = Path("qingfeng.yaml")
+    return default if default.is_file() else None
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
+
+    # storage
+    database_url: str = DEFAULT_SQLITE_URL
+    sql_echo: bool = False
+
+    # domain
+    timezone: str = "Asia/Shanghai"
+    bank_path: Path = Path("question_bank")
+    round_items: int = Field(default=5, ge=1, le=30)
+    round_days: int = Field(default=7, ge=1, le=60)
+    invite_ttl_days: int = Field(default=30, ge=1, le=365)
+    case_cooldown_days: int = Field(default=30, ge=0)
+    report_min_group: int = Field(default=5, ge=1)
+    push_drafts: bool = False
+
+    # HTTP server (webhooks, callbacks, health)
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8080, ge=0, le=65535)
+
+    # Telegram
+    telegram_token: SecretStr | None = None
+    telegram_base_url: str | None = None
+    telegram_webhook_url: str | None = None
+    telegram_webhook_secret: SecretStr | None = None
+    telegram_rate_limit: bool = True
+    telegram_quiz_polls: bool = False
+
+    # WeChat Official Account
+    wechat_token: SecretStr | None = None
+    wechat_aes_key: SecretStr | None = None
+    wechat_appid: str | None = None
+    wechat_secret: SecretStr | None = None
+    wechat_api_base_url: str | None = None
+    wechat_template_id: str | None = None
+
+    # WeCom self-built application
+    wecom_corpid: str | None = None
+    wecom_secret: SecretStr | None = None
+    wecom_agentid: int | None = None
+    wecom_token: SecretStr | None = None
+    wecom_aes_key: SecretStr | None = None
+    wecom_api_base_url: str | None = None
+
+    redis_url: str | None = None
+    log_level: str = "INFO"
+    log_json: bool = False
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _config_file()
+        if path is not None:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+        return tuple(sources)
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, url: str) -> str:
+        # Operators write the URL their database documents; we pick the async driver.
+        for plain, asyncish in (("postgresql://", "postgresql+asyncpg://"),
+                                ("postgres://", "postgresql+asyncpg://"),
+                                ("sqlite://", "sqlite+aiosqlite://")):
+            if url.startswith(plain):
+                return asyncish + url[len(plain):]
+        if not url.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
+            raise ValueError("只支持 SQLite（sqlite://…）或 PostgreSQL（postgresql://…）")
+        return url
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"未知时区 {name!r}") from exc
+        return name
+
+    @field_validator(
+        "telegram_token", "telegram_webhook_secret", "wechat_token", "wechat_aes_key",
+        "wechat_secret", "wecom_secret", "wecom_token", "wecom_aes_key",
+    )
+    @classmethod
+    def _no_placeholder(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            raw = value.get_secret_value().strip()
+            if not raw:
+                return None
+            if raw.lower() in _PLACEHOLDERS or raw.startswith("<"):
+                raise ValueError("这是示例占位值，请填写真实的密钥")
+        return value
+
+    @field_validator("wechat_aes_key", "wecom_aes_key")
+    @classmethod
+    def _aes_key_length(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) != 43:
+            raise ValueError("EncodingAESKey 应为 43 个字符")
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings or raise ConfigError naming each bad key as the operator spells it."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            key = ENV_PREFIX + "_".join(str(p) for p in err["loc"]).upper()
+            lines.append(f"{key}: {err['msg']}")
+        raise ConfigError("配置错误：\n  " + "\n  ".join(lines)) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"配置文件无法解析：{exc}") from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

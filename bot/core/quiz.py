@@ -1,0 +1,207 @@
+"""The quiz engine: choose items, open rounds, grade and record answers. Returns data only."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Integer, and_, cast, func, or_
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.core.orgs import subtree_members
+from bot.storage.bulk import insert_ignore, insert_one_ignore
+from bot.storage.models import (
+    Answer,
+    BankItem,
+    Delivery,
+    ItemStatus,
+    ItemTopic,
+    Member,
+    Organization,
+    Round,
+    RoundItem,
+)
+
+# How much a topic's weakness raises its chance of being picked (acc 0.5 → weight 1 + 0.5*2).
+WEAKNESS_WEIGHT = 2.0
+UNKNOWN_TOPIC_ACCURACY = 0.75
+
+
+def grade(key: str, choice: str) -> bool:
+    """All-or-nothing: a multiple-choice answer is right only with exactly the key's letters."""
+    return "".join(sorted(set(choice.upper()))) == key and len(choice) == len(key)
+
+
+@dataclass(frozen=True)
+class RecordedAnswer:
+    answer: Answer
+    duplicate: bool
+
+
+async def topic_accuracy(session: AsyncSession, org: Organization) -> dict[str, float]:
+    """Share correct per topic over the subtree's on-time answers."""
+    stmt = (
+        select(ItemTopic.topic, func.count(), func.sum(cast(col(Answer.correct), Integer)))
+        .join(Answer, col(Answer.item_id) == col(ItemTopic.item_id))
+        .join(Member, col(Member.id) == col(Answer.member_id))
+        .join(Organization, col(Organization.id) == col(Member.org_id))
+        .where(col(Organization.path).startswith(org.path), col(Answer.late).is_(False))
+        .group_by(ItemTopic.topic)
+    )
+    rows = (await session.exec(stmt)).all()
+    return {topic: (correct or 0) / n for topic, n, correct in rows if n}
+
+
+async def items_seen_by(session: AsyncSession, org: Organization) -> Counter[str]:
+    """How often each item was already used in rounds covering this organisation."""
+    ancestors = [int(x) for x in org.path.strip("/").split("/") if x]
+    stmt = (
+        select(RoundItem.item_id, func.count())
+        .join(Round, col(Round.id) == col(RoundItem.round_id))
+        .join(Organization, col(Organization.id) == col(Round.org_id))
+        .where(or_(col(Organization.path).startswith(org.path), col(Round.org_id).in_(ancestors)))
+        .group_by(RoundItem.item_id)
+    )
+    return Counter(dict((await session.exec(stmt)).all()))
+
+
+async def choose_items(
+    session: AsyncSession, org: Organization, n: int, *, include_drafts: bool = False,
+    rng: random.Random | None = None, topics: list[str] | None = None,
+) -> list[str]:
+    """Pick n items: unseen by the branch first, balanced over topics, weighted to weak topics."""
+    rng = rng or random.Random()
+    statuses = [ItemStatus.approved] + ([ItemStatus.draft] if include_drafts else [])
+    rows = (await session.exec(
+        select(BankItem.id, BankItem.topics).where(col(BankItem.status).in_(statuses))
+        .order_by(col(BankItem.id))
+    )).all()
+    if topics:
+        rows = [r for r in rows if r[1] and r[1][0] in topics]
+    if not rows:
+        return []
+    seen = await items_seen_by(session, org)
+    accuracy = await topic_accuracy(session, org)
+    by_topic: dict[str, list[str]] = defaultdict(list)
+    for item_id, item_topics in rows:
+        by_topic[item_topics[0] if item_topics else ""].append(item_id)
+    for pool in by_topic.values():
+        rng.shuffle(pool)
+        pool.sort(key=lambda i: seen.get(i, 0))  # stable: unseen first, random within a tier
+
+    chosen: list[str] = []
+    picked_per_topic: Counter[str] = Counter()
+    while len(chosen) < n and any(by_topic.values()):
+        live = [t for t, pool in by_topic.items() if pool]
+        weights = []
+        for t in live:
+            weakness = 1 - accuracy.get(t, UNKNOWN_TOPIC_ACCURACY)
+            freshness = 1.0 if seen.get(by_topic[t][0], 0) == 0 else 0.2
+            weights.append((1 + WEAKNESS_WEIGHT * weakness) * freshness / (1 + 3 * picked_per_topic[t]))
+        topic = rng.choices(live, weights=weights)[0]
+        chosen.append(by_topic[topic].pop(0))
+        picked_per_topic[topic] += 1
+    return chosen
+
+
+async def open_round(
+    session: AsyncSession, *, org: Organization, item_ids: list[str], opens_at: datetime,
+    deadline: datetime, kind: str = "weekly", title: str = "", cohort_tag: str | None = None,
+    occurrence_key: str | None = None,
+) -> Round:
+    """Create a round with a pending delivery per active member in scope (idempotent per key)."""
+    if occurrence_key:
+        existing = (await session.exec(select(Round).where(Round.occurrence_key == occurrence_key))).first()
+        if existing:
+            return existing
+    rnd = Round(org_id=org.id, kind=kind, title=title, cohort_tag=cohort_tag, opens_at=opens_at,
+                deadline=deadline, occurrence_key=occurrence_key)
+    session.add(rnd)
+    await session.flush()
+    await insert_ignore(session, RoundItem, [
+        {"round_id": rnd.id, "item_id": item_id, "position": pos}
+        for pos, item_id in enumerate(item_ids, start=1)
+    ])
+    members = await subtree_members(session, org, cohort_tag=cohort_tag)
+    await insert_ignore(session, Delivery, [
+        {"round_id": rnd.id, "member_id": m.id, "status": "pending", "attempts": 0,
+         "created_at": opens_at}
+        for m in members
+    ])
+    await session.commit()
+    return rnd
+
+
+async def round_items(session: AsyncSession, round_id: int) -> list[BankItem]:
+    rows = await session.exec(
+        select(BankItem).join(RoundItem, col(RoundItem.item_id) == col(BankItem.id))
+        .where(RoundItem.round_id == round_id).order_by(col(RoundItem.position))
+    )
+    return list(rows.all())
+
+
+async def record_answer(
+    session: AsyncSession, *, member_id: int, rnd: Round, item: BankItem, choice: str,
+    channel: str, now: datetime, latency_ms: int | None = None,
+) -> RecordedAnswer:
+    """Store the answer once; a repeat returns the first answer unchanged (first answer counts)."""
+    correct = grade(item.answer, choice)
+    row = {
+        "member_id": member_id, "round_id": rnd.id, "item_id": item.id, "choice": choice,
+        "correct": correct, "late": now > rnd.deadline, "answered_at": now,
+        "latency_ms": latency_ms, "channel": channel,
+    }
+    inserted = await insert_one_ignore(session, Answer, row)
+    await session.commit()
+    stored = (await session.exec(select(Answer).where(
+        Answer.member_id == member_id, Answer.round_id == rnd.id, Answer.item_id == item.id,
+    ))).one()
+    return RecordedAnswer(answer=stored, duplicate=not inserted)
+
+
+async def is_delivered(session: AsyncSession, *, member_id: int, round_id: int, item_id: str) -> bool:
+    """The only check that matters for a button press: was this item pushed to this member?"""
+    stmt = (
+        select(func.count()).select_from(Delivery)
+        .join(RoundItem, and_(col(RoundItem.round_id) == col(Delivery.round_id),
+                              col(RoundItem.item_id) == item_id))
+        .where(Delivery.member_id == member_id, Delivery.round_id == round_id)
+    )
+    return bool((await session.exec(stmt)).one())
+
+
+@dataclass(frozen=True)
+class PendingItem:
+    rnd: Round
+    item: BankItem
+    position: int
+    total: int
+
+
+async def pending_items(session: AsyncSession, *, member_id: int, now: datetime) -> list[PendingItem]:
+    """Unanswered items of the member's open rounds, oldest round first, in position order."""
+    rounds = (await session.exec(
+        select(Round).join(Delivery, col(Delivery.round_id) == col(Round.id))
+        .where(Delivery.member_id == member_id, col(Round.opens_at) <= now, col(Round.deadline) > now)
+        .order_by(col(Round.opens_at), col(Round.id))
+    )).all()
+    if not rounds:
+        return []
+    answered = set((await session.exec(
+        select(Answer.round_id, Answer.item_id).where(
+            Answer.member_id == member_id, col(Answer.round_id).in_([r.id for r in rounds]))
+    )).all())
+    result = []
+    for rnd in rounds:
+        items = await round_items(session, rnd.id)  # type: ignore[arg-type]
+        for pos, item in enumerate(items, start=1):
+            if (rnd.id, item.id) not in answered:
+                result.append(PendingItem(rnd, item, pos, len(items)))
+    return result
+
+
+def deadline_after(opens_at: datetime, days: int) -> datetime:
+    return opens_at + timedelta(days=days)

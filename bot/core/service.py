@@ -1,0 +1,303 @@
+"""The adapter boundary: every channel turns its input into a Command and calls `handle`.
+
+`handle` resolves who is speaking, checks permissions, runs the engine and returns typed
+results. Domain errors come back as `Notice`s so adapters never crash on user input.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Integer as _Int
+from sqlmodel import col, func, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.config import Settings
+from bot.core import cases, invites, quiz, spaced
+from bot.core.access import Viewer, check_member_record, check_org_report
+from bot.core.commands import (
+    Bind,
+    Command,
+    Help,
+    ShowCase,
+    ShowMe,
+    ShowQuiz,
+    ShowReport,
+    SubmitAnswer,
+    Unknown,
+)
+from bot.core.errors import InvalidChoice, NotBound, NotDelivered, NothingToAnswer, QingfengError
+from bot.core.orgs import find_org
+from bot.core.results import (
+    AnswerResult,
+    BindResult,
+    HelpText,
+    MemberRecord,
+    Notice,
+    QuizCard,
+    Result,
+    TopicScore,
+)
+from bot.reports.period import parse_period
+from bot.reports.stats import branch_summary, latest_round_period
+from bot.storage.db import Database
+from bot.storage.models import (
+    Answer,
+    BankItem,
+    ChannelIdentity,
+    Delivery,
+    ItemTopic,
+    Member,
+    Organization,
+    Round,
+)
+from question_bank import LETTERS
+
+log = logging.getLogger(__name__)
+Clock = Callable[[], datetime]
+
+
+def system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Sender:
+    platform: str  # telegram | wechat | wecom | console
+    external_id: str
+
+
+class Service:
+    def __init__(self, db: Database, settings: Settings, *, clock: Clock = system_clock,
+                 topic_names: dict[str, str] | None = None) -> None:
+        self.db = db
+        self.settings = settings
+        self.clock = clock
+        self.topic_names = topic_names or {}
+
+    # --- entry point -------------------------------------------------------------------
+
+    async def handle(self, sender: Sender, command: Command) -> list[Result]:
+        try:
+            async with self.db.session() as session:
+                return await self._dispatch(session, sender, command)
+        except QingfengError as exc:
+            return [Notice(exc.message)]
+
+    async def _dispatch(self, session: AsyncSession, sender: Sender, command: Command) -> list[Result]:
+        if isinstance(command, Bind):
+            return [await self._bind(session, sender, command)]
+        viewer = await self.viewer(session, sender)
+        if isinstance(command, Help):
+            return [HelpText(is_secretary=bool(viewer and viewer.can_report), bound=viewer is not None)]
+        if isinstance(command, Unknown):
+            return [Notice("没有看懂这条消息。"),
+                    HelpText(is_secretary=bool(viewer and viewer.can_report), bound=viewer is not None)]
+        if viewer is None:
+            raise NotBound()
+        if isinstance(command, ShowQuiz):
+            card = await self.next_card(session, viewer.member)
+            if card is None:
+                raise NothingToAnswer()
+            return [card]
+        if isinstance(command, SubmitAnswer):
+            return [await self._answer(session, viewer, command)]
+        if isinstance(command, ShowMe):
+            return [await self.member_record(session, viewer, viewer.member)]
+        if isinstance(command, ShowReport):
+            return [await self._report(session, viewer, command.args)]
+        if isinstance(command, ShowCase):
+            card = await cases.latest_case_for(session, member_id=viewer.member.id)  # type: ignore[arg-type]
+            if card is None:
+                weakest = await self._weak_topics(session, viewer.member)
+                card = await cases.pick_related_case(
+                    session, member_id=viewer.member.id, topics=weakest or list(self.topic_names),  # type: ignore[arg-type]
+                    now=self.clock(), cooldown_days=0, include_drafts=self.settings.push_drafts,
+                    reason="request")
+            return [card] if card else [Notice("案例库暂时为空。")]
+        raise AssertionError(f"unhandled command {command!r}")
+
+    async def viewer(self, session: AsyncSession, sender: Sender) -> Viewer | None:
+        row = (await session.exec(
+            select(Member, Organization)
+            .join(ChannelIdentity, col(ChannelIdentity.member_id) == col(Member.id))
+            .join(Organization, col(Organization.id) == col(Member.org_id))
+            .where(ChannelIdentity.platform == sender.platform,
+                   ChannelIdentity.external_id == sender.external_id,
+                   col(ChannelIdentity.active).is_(True), col(Member.active).is_(True))
+        )).first()
+        return Viewer(member=row[0], org=row[1]) if row else None
+
+    # --- binding -----------------------------------------------------------------------
+
+    async def _bind(self, session: AsyncSession, sender: Sender, command: Bind) -> BindResult:
+        member, already = await invites.redeem(
+            session, code=command.code, platform=sender.platform,
+            external_id=sender.external_id, now=self.clock())
+        org = await session.get(Organization, member.org_id)
+        return BindResult(member_name=member.name, org_name=org.name if org else "",
+                          already_bound=already)
+
+    # --- quiz ---------------------------------------------------------------------------
+
+    async def next_card(self, session: AsyncSession, member: Member) -> QuizCard | None:
+        now = self.clock()
+        pending = await quiz.pending_items(session, member_id=member.id, now=now)  # type: ignore[arg-type]
+        if pending:
+            p = pending[0]
+            return self._card(p.item, round_id=p.rnd.id, position=p.position, total=p.total,
+                              deadline=p.rnd.deadline)
+        due = await spaced.due_items(session, member_id=member.id, now=now)  # type: ignore[arg-type]
+        if due:
+            return self._card(due[0], round_id=None, position=1, total=len(due),
+                              deadline=now, is_review=True)
+        return None
+
+    @staticmethod
+    def _card(item: BankItem, *, round_id: int | None, position: int, total: int,
+              deadline: datetime, is_review: bool = False) -> QuizCard:
+        options = list(zip(LETTERS, item.content["options"], strict=False))
+        return QuizCard(round_id=round_id, item_id=item.id, position=position, total=total,
+                        type=item.type, stem=item.stem, options=options, deadline=deadline,
+                        is_review=is_review)
+
+    async def _answer(self, session: AsyncSession, viewer: Viewer, cmd: SubmitAnswer) -> AnswerResult:
+        member_id: int = viewer.member.id  # type: ignore[assignment]
+        now = self.clock()
+        if cmd.item_id is None:
+            card = await self.next_card(session, viewer.member)
+            if card is None:
+                raise NothingToAnswer()
+            round_id, item_id = card.round_id, card.item_id
+        else:
+            round_id, item_id = cmd.round_id, cmd.item_id
+        item = await session.get(BankItem, item_id)
+        if item is None:
+            raise NotDelivered()
+        choice = cmd.choice.upper()
+        if not choice or any(c not in LETTERS[: len(item.content["options"])] for c in choice):
+            raise InvalidChoice(f"请从选项 {'/'.join(LETTERS[: len(item.content['options'])])} 中选择。")
+        if item.type in ("single", "judge") and len(choice) != 1:
+            raise InvalidChoice("这是单选题，请只选一个选项。")
+
+        if round_id is None:  # a spaced re-ask
+            if not await spaced.is_due(session, member_id=member_id, item_id=item.id, now=now):
+                raise NotDelivered()
+            correct = quiz.grade(item.answer, choice)
+            await spaced.update_after_answer(session, member_id=member_id, item_id=item.id,
+                                             correct=correct, now=now)
+            duplicate, late = False, False
+        else:
+            if not await quiz.is_delivered(session, member_id=member_id, round_id=round_id,
+                                           item_id=item.id):
+                raise NotDelivered()
+            rnd = await session.get(Round, round_id)
+            recorded = await quiz.record_answer(
+                session, member_id=member_id, rnd=rnd, item=item, choice=choice,  # type: ignore[arg-type]
+                channel=self._channel, now=now)
+            correct, duplicate, late = (recorded.answer.correct, recorded.duplicate,
+                                        recorded.answer.late)
+            choice = recorded.answer.choice
+            if not duplicate:
+                await spaced.update_after_answer(session, member_id=member_id, item_id=item.id,
+                                                 correct=correct, now=now)
+        case = None
+        if not correct and not duplicate:
+            case = await cases.pick_related_case(
+                session, member_id=member_id, topics=list(item.topics), now=now,
+                cooldown_days=self.settings.case_cooldown_days,
+                include_drafts=self.settings.push_drafts)
+        next_card = await self.next_card(session, viewer.member)
+        remaining = len(await quiz.pending_items(session, member_id=member_id, now=now))
+        options = item.content["options"]
+        source = item.content["source"]
+        return AnswerResult(
+            round_id=round_id, item_id=item.id, choice=choice, correct=correct, key=item.answer,
+            key_text=[options[LETTERS.index(c)] for c in item.answer],
+            explanation=item.content["explanation"],
+            source=source["document"] + (source.get("article") or ""),
+            late=late, duplicate=duplicate, case=case, next_card=next_card, remaining=remaining)
+
+    _channel = "console"
+
+    def for_channel(self, channel: str) -> Service:
+        """A view of this service that stamps answers with the channel they came from."""
+        clone = Service(self.db, self.settings, clock=self.clock, topic_names=self.topic_names)
+        clone._channel = channel
+        return clone
+
+    # --- records and reports -------------------------------------------------------------
+
+    async def member_record(self, session: AsyncSession, viewer: Viewer, member: Member) -> MemberRecord:
+        check_member_record(viewer, member)
+        now = self.clock()
+        answered, correct, rounds = (await session.exec(
+            select(func.count(), func.coalesce(func.sum(col(Answer.correct).cast(_Int)), 0),
+                   func.count(func.distinct(Answer.round_id)))
+            .where(Answer.member_id == member.id)
+        )).one()
+        topic_rows = (await session.exec(
+            select(ItemTopic.topic, func.count(), func.sum(col(Answer.correct).cast(_Int)))
+            .join(Answer, col(Answer.item_id) == col(ItemTopic.item_id))
+            .where(Answer.member_id == member.id).group_by(ItemTopic.topic)
+        )).all()
+        topics = sorted(
+            (TopicScore(t, self.topic_names.get(t, t), int(n), int(c or 0)) for t, n, c in topic_rows),
+            key=lambda s: (s.correct / s.answered, -s.answered))
+        org = await session.get(Organization, member.org_id)
+        return MemberRecord(
+            name=member.name, org_name=org.name if org else "", answered=int(answered),
+            correct=int(correct), rounds_answered=int(rounds),
+            streak_weeks=await self._streak(session, member),
+            due_reviews=await spaced.count_due(session, member_id=member.id, now=now),  # type: ignore[arg-type]
+            weakest_topics=[t for t in topics if t.correct < t.answered][:3],
+            pending_items=len(await quiz.pending_items(session, member_id=member.id, now=now)),  # type: ignore[arg-type]
+        )
+
+    async def _streak(self, session: AsyncSession, member: Member) -> int:
+        """Consecutive most recent delivered rounds that the member answered at least once."""
+        rounds = (await session.exec(
+            select(Round.id).join(Delivery, col(Delivery.round_id) == col(Round.id))
+            .where(Delivery.member_id == member.id, col(Round.opens_at) <= self.clock())
+            .order_by(col(Round.opens_at).desc()).limit(52)
+        )).all()
+        answered = set((await session.exec(
+            select(Answer.round_id).where(Answer.member_id == member.id).distinct())).all())
+        streak = 0
+        for i, rid in enumerate(rounds):
+            if rid in answered:
+                streak += 1
+            elif i == 0:
+                continue  # the current round may still be open
+            else:
+                break
+        return streak
+
+    async def _weak_topics(self, session: AsyncSession, member: Member) -> list[str]:
+        rows = (await session.exec(
+            select(ItemTopic.topic).join(Answer, col(Answer.item_id) == col(ItemTopic.item_id))
+            .where(Answer.member_id == member.id, col(Answer.correct).is_(False))
+            .group_by(ItemTopic.topic).order_by(func.count().desc())
+        )).all()
+        return list(rows)
+
+    async def _report(self, session: AsyncSession, viewer: Viewer, args: str) -> Result:
+        now = self.clock()
+        org, period = viewer.org, None
+        for word in args.split():
+            parsed = parse_period(word, now=now, tz=self.settings.tz)
+            if parsed:
+                period = parsed
+            else:
+                org = await find_org(session, word)
+        check_org_report(viewer, org)
+        if period is None:
+            period = await latest_round_period(session, org, now)
+            if period is None:
+                return Notice(f"「{org.name}」还没有推送过学习题，暂无统计。")
+        return await branch_summary(session, org=org, period=period,
+                                    min_group=self.settings.report_min_group)
+

@@ -1,0 +1,278 @@
+"""All tables, in one module. Timestamps are timezone-aware UTC.
+
+Exactly-once guarantees live here as unique constraints: one delivery per (round, member),
+one answer per (member, round, item), one claim per (job, occurrence).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(sa.types.TypeDecorator):
+    """Stores aware datetimes; SQLite drops the zone, so put UTC back on the way out."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime refused: store timezone-aware UTC")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _ts(*, nullable: bool = False, index: bool = False, default: bool = False) -> Any:
+    kwargs: dict[str, Any] = {"sa_type": UTCDateTime, "nullable": nullable, "index": index}
+    if default:
+        kwargs["default_factory"] = utcnow
+    elif nullable:
+        kwargs["default"] = None
+    return Field(**kwargs)
+
+
+def _json(*, default_factory: Any = list) -> Any:
+    return Field(default_factory=default_factory, sa_type=sa.JSON, nullable=False)
+
+
+class Role(StrEnum):
+    member = "member"
+    secretary = "secretary"
+    admin = "admin"
+
+
+class DeliveryStatus(StrEnum):
+    pending = "pending"
+    sent = "sent"
+    failed = "failed"
+    blocked = "blocked"
+
+
+class ItemStatus(StrEnum):
+    draft = "draft"
+    approved = "approved"
+    retired = "retired"
+
+
+# --- organisation and people -------------------------------------------------------------
+
+
+class Organization(SQLModel, table=True):
+    """A node of the Party organisation tree: 党委 / 党总支 / 党支部 / 党小组, any depth."""
+
+    __table_args__ = (sa.UniqueConstraint("parent_id", "name", name="uq_org_parent_name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=100)
+    kind: str = Field(default="党支部", max_length=20)
+    parent_id: int | None = Field(default=None, foreign_key="organization.id", index=True)
+    # Materialised path "/1/4/9/" makes subtree queries one indexed prefix match.
+    path: str = Field(default="/", max_length=400, index=True)
+    named_nonresponders: bool = False
+    created_at: datetime = _ts(default=True)
+
+
+class Member(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=50)
+    org_id: int = Field(foreign_key="organization.id", index=True)
+    role: str = Field(default=Role.member, max_length=20)
+    # Roster key (工号 or similar) so a re-import updates instead of duplicating.
+    external_key: str | None = Field(default=None, max_length=64, unique=True)
+    rank: str | None = Field(default=None, max_length=30)  # 行政级别 as written
+    rank_level: int | None = None  # ordinal of rank, for rank correlations
+    position: str | None = Field(default=None, max_length=50)  # 职务
+    joined_party_year: int | None = None  # 入党年份
+    tags: list[str] = _json()  # cohort tags: 新提任 / 年轻干部 / 关键岗位 …
+    active: bool = True
+    created_at: datetime = _ts(default=True)
+
+
+class ChannelIdentity(SQLModel, table=True):
+    """A chat account bound to a member; one member may have several."""
+
+    __table_args__ = (sa.UniqueConstraint("platform", "external_id", name="uq_identity"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    member_id: int = Field(foreign_key="member.id", index=True)
+    platform: str = Field(max_length=20)
+    external_id: str = Field(max_length=128)
+    active: bool = True
+    bound_at: datetime = _ts(default=True)
+    last_inbound_at: datetime | None = _ts(nullable=True)
+
+
+class InviteCode(SQLModel, table=True):
+    code: str = Field(primary_key=True, max_length=16)
+    member_id: int = Field(foreign_key="member.id", index=True)
+    created_at: datetime = _ts(default=True)
+    expires_at: datetime = _ts()
+    used_at: datetime | None = _ts(nullable=True)
+    used_by_identity_id: int | None = Field(default=None, foreign_key="channelidentity.id")
+
+
+# --- bank ----------------------------------------------------------------------------------
+
+
+class BankItem(SQLModel, table=True):
+    """An item as synced from YAML; `content` keeps what members were shown."""
+
+    id: str = Field(primary_key=True, max_length=64)
+    content_hash: str = Field(max_length=64)
+    type: str = Field(max_length=10)
+    stem: str
+    answer: str = Field(max_length=8)  # letters, e.g. "B" or "ACD"
+    topics: list[str] = _json()
+    difficulty: int = 2
+    status: str = Field(default=ItemStatus.draft, max_length=10, index=True)
+    content: dict[str, Any] = _json(default_factory=dict)
+    synced_at: datetime = _ts(default=True)
+
+
+class ItemTopic(SQLModel, table=True):
+    """Item-topic links, so per-topic statistics stay in SQL."""
+
+    item_id: str = Field(foreign_key="bankitem.id", primary_key=True, max_length=64)
+    topic: str = Field(primary_key=True, max_length=40, index=True)
+
+
+class CaseStudy(SQLModel, table=True):
+    id: str = Field(primary_key=True, max_length=64)
+    content_hash: str = Field(max_length=64)
+    title: str
+    category: str = Field(max_length=80)
+    topics: list[str] = _json()
+    status: str = Field(default=ItemStatus.draft, max_length=10)
+    content: dict[str, Any] = _json(default_factory=dict)
+    synced_at: datetime = _ts(default=True)
+
+
+# --- rounds, deliveries, answers ------------------------------------------------------------
+
+
+class Round(SQLModel, table=True):
+    """One push occurrence: a set of items for an organisation subtree, open until deadline."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    org_id: int = Field(foreign_key="organization.id", index=True)
+    kind: str = Field(default="weekly", max_length=20)  # weekly | campaign | manual | demo
+    title: str = Field(default="", max_length=100)
+    cohort_tag: str | None = Field(default=None, max_length=30)
+    opens_at: datetime = _ts(index=True)
+    deadline: datetime = _ts(index=True)
+    # Set when a scheduler occurrence created the round: makes the round itself idempotent.
+    occurrence_key: str | None = Field(default=None, max_length=120, unique=True)
+    created_at: datetime = _ts(default=True)
+
+
+class RoundItem(SQLModel, table=True):
+    round_id: int = Field(foreign_key="round.id", primary_key=True)
+    item_id: str = Field(foreign_key="bankitem.id", primary_key=True, max_length=64)
+    position: int
+
+
+class Delivery(SQLModel, table=True):
+    __table_args__ = (sa.UniqueConstraint("round_id", "member_id", name="uq_delivery"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    round_id: int = Field(foreign_key="round.id", index=True)
+    member_id: int = Field(foreign_key="member.id", index=True)
+    status: str = Field(default=DeliveryStatus.pending, max_length=10, index=True)
+    attempts: int = 0
+    last_error: str | None = Field(default=None, max_length=200)
+    channel: str | None = Field(default=None, max_length=20)
+    created_at: datetime = _ts(default=True)
+    sent_at: datetime | None = _ts(nullable=True)
+
+
+class Answer(SQLModel, table=True):
+    __table_args__ = (
+        sa.UniqueConstraint("member_id", "round_id", "item_id", name="uq_answer"),
+        sa.Index("ix_answer_round_item", "round_id", "item_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    member_id: int = Field(foreign_key="member.id", index=True)
+    round_id: int = Field(foreign_key="round.id")
+    item_id: str = Field(foreign_key="bankitem.id", max_length=64)
+    choice: str = Field(max_length=8)
+    correct: bool
+    late: bool = False
+    answered_at: datetime = _ts(default=True, index=True)
+    latency_ms: int | None = None
+    channel: str = Field(default="console", max_length=20)
+
+
+class ReviewCard(SQLModel, table=True):
+    """FSRS state of an item a member once got wrong: drives spaced re-asking."""
+
+    member_id: int = Field(foreign_key="member.id", primary_key=True)
+    item_id: str = Field(foreign_key="bankitem.id", primary_key=True, max_length=64)
+    due_at: datetime = _ts(index=True)
+    card: dict[str, Any] = _json(default_factory=dict)
+    lapses: int = 0
+    updated_at: datetime = _ts(default=True)
+
+
+class CaseDelivery(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    member_id: int = Field(foreign_key="member.id", index=True)
+    case_id: str = Field(foreign_key="casestudy.id", max_length=64)
+    topic: str | None = Field(default=None, max_length=40)
+    reason: str = Field(default="wrong_answer", max_length=20)
+    delivered_at: datetime = _ts(default=True)
+
+
+# --- operations ----------------------------------------------------------------------------
+
+
+class JobClaim(SQLModel, table=True):
+    """A scheduler occurrence claimed by exactly one process (insert wins, conflict loses)."""
+
+    __table_args__ = (sa.UniqueConstraint("job_key", "occurrence", name="uq_job_claim"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_key: str = Field(max_length=120)
+    occurrence: datetime = _ts()
+    claimed_by: str = Field(max_length=80)
+    claimed_at: datetime = _ts(default=True)
+
+
+class KeyValue(SQLModel, table=True):
+    """Small shared state: channel offsets, access tokens, … (shared by all processes)."""
+
+    key: str = Field(primary_key=True, max_length=120)
+    value: dict[str, Any] = _json(default_factory=dict)
+    expires_at: datetime | None = _ts(nullable=True)
+    updated_at: datetime = _ts(default=True)
+
+
+class AuditLog(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _ts(default=True, index=True)
+    actor: str = Field(max_length=80)  # "cli", "member:12", …
+    action: str = Field(max_length=60)
+    detail: dict[str, Any] = _json(default_factory=dict)
+
+
+__all__ = [
+    "Answer", "AuditLog", "BankItem", "CaseDelivery", "CaseStudy", "ChannelIdentity",
+    "Delivery", "DeliveryStatus", "InviteCode", "ItemStatus", "ItemTopic", "JobClaim",
+    "KeyValue", "Member", "Organization", "ReviewCard", "Role", "Round", "RoundItem",
+    "SQLModel", "UTCDateTime", "utcnow",
+]

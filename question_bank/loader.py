@@ -1,0 +1,231 @@
+"""Load the YAML bank: safe YAML only, every problem reported as file:line [id], all or nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from question_bank.schema import Case, Item, Status
+
+MAX_FILE_BYTES = 2 * 1024 * 1024  # a topic file is a few hundred KB at most
+VOCABULARY_FILE = "vocabulary.yaml"
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    file: str
+    line: int
+    item_id: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where} [{self.item_id}] {self.message}" if self.item_id else f"{where} {self.message}"
+
+
+class BankError(Exception):
+    """The bank is invalid; `problems` lists every problem found (nothing was loaded)."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = sorted(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    topics: dict[str, str]
+    case_categories: dict[str, list[str]]
+
+    @property
+    def categories(self) -> set[str]:
+        return {c for group in self.case_categories.values() for c in group}
+
+
+@dataclass
+class Bank:
+    items: dict[str, Item]
+    cases: dict[str, Case]
+    vocabulary: Vocabulary
+    # Where each entry came from, for error messages of later checks.
+    origins: dict[str, tuple[str, int]] = field(default_factory=dict)
+
+    def approved_items(self, *, include_drafts: bool = False) -> list[Item]:
+        wanted = {Status.approved, Status.draft} if include_drafts else {Status.approved}
+        return [i for i in self.items.values() if i.status in wanted]
+
+    def topic_name(self, topic: str) -> str:
+        return self.vocabulary.topics.get(topic, topic)
+
+
+# --- safe YAML with line numbers -----------------------------------------------------------
+
+
+class _LineLoader(yaml.SafeLoader):
+    """SafeLoader that records the line of every mapping and refuses anchors and aliases.
+
+    Aliases are refused because they are how "billion laughs" bombs multiply; a bank never
+    needs them.
+    """
+
+    def compose_node(self, parent: Any, index: Any) -> Any:  # type: ignore[override]
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.constructor.ConstructorError(
+                None, None, "不允许使用 YAML 别名（*alias）", event.start_mark
+            )
+        event = self.peek_event()
+        if getattr(event, "anchor", None):
+            raise yaml.constructor.ConstructorError(
+                None, None, "不允许使用 YAML 锚点（&anchor）", event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:  # type: ignore[override]
+        mapping = super().construct_mapping(node, deep=deep)
+        keys = {}
+        for key_node, _value in node.value:
+            keys[str(self.construct_object(key_node))] = key_node.start_mark.line + 1
+        mapping["__line__"] = node.start_mark.line + 1
+        mapping["__keys__"] = keys
+        return mapping
+
+
+def _read_yaml(path: Path, display: str) -> tuple[Any, list[Problem]]:
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        return None, [Problem(display, 0, "", f"文件过大（{size} 字节，上限 {MAX_FILE_BYTES}）")]
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        return None, [Problem(display, 0, "", f"不是 UTF-8 编码（第 {exc.start} 字节）")]
+    try:
+        return yaml.load(text, Loader=_LineLoader), []
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 0
+        return None, [Problem(display, line, "", f"YAML 语法错误：{exc.problem or exc}")]
+    except yaml.YAMLError as exc:
+        return None, [Problem(display, 0, "", f"YAML 错误：{exc}")]
+
+
+def _strip_marks(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _strip_marks(v) for k, v in value.items() if k not in ("__line__", "__keys__")}
+    if isinstance(value, list):
+        return [_strip_marks(v) for v in value]
+    return value
+
+
+def _entries(doc: Any, key: str, display: str) -> tuple[list[dict[str, Any]], list[Problem]]:
+    if not isinstance(doc, dict) or not isinstance(doc.get(key), list):
+        return [], [Problem(display, 1, "", f"顶层应为 `{key}:` 列表")]
+    entries, problems = [], []
+    for entry in doc[key]:
+        if isinstance(entry, dict):
+            entries.append(entry)
+        else:
+            problems.append(Problem(display, 0, "", f"`{key}` 中有一项不是映射：{entry!r}"[:120]))
+    return entries, problems
+
+
+def _validation_problems(
+    exc: ValidationError, entry: dict[str, Any], display: str, entry_id: str
+) -> Iterator[Problem]:
+    keys = entry.get("__keys__", {})
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]]
+        line = keys.get(loc[0], entry["__line__"]) if loc else entry["__line__"]
+        where = ".".join(loc)
+        msg = err["msg"].removeprefix("Value error, ")
+        yield Problem(display, line, entry_id, f"{where}: {msg}" if where else msg)
+
+
+def _display(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root.parent))
+    except ValueError:
+        return str(path)
+
+
+def load_vocabulary(root: Path) -> Vocabulary:
+    path = root / VOCABULARY_FILE
+    display = _display(path, root)
+    if not path.is_file():
+        raise BankError([Problem(display, 0, "", "缺少词表文件 vocabulary.yaml")])
+    doc, problems = _read_yaml(path, display)
+    if problems:
+        raise BankError(problems)
+    doc = _strip_marks(doc)
+    try:
+        topics = {str(k): str(v) for k, v in doc["topics"].items()}
+        categories = {str(k): [str(c) for c in v] for k, v in doc["case_categories"].items()}
+    except (KeyError, TypeError, AttributeError):
+        raise BankError([Problem(display, 1, "", "应包含 topics 与 case_categories")]) from None
+    return Vocabulary(topics, categories)
+
+
+def _yaml_files(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+
+
+def load_bank(root: str | Path, *, extra_files: Iterable[Path] = ()) -> Bank:
+    """Load and validate `root/items/*.yaml` and `root/cases/*.yaml`; raise BankError on any problem."""
+    root = Path(root)
+    vocabulary = load_vocabulary(root)
+    problems: list[Problem] = []
+    items: dict[str, Item] = {}
+    cases: dict[str, Case] = {}
+    origins: dict[str, tuple[str, int]] = {}
+
+    def load_kind(paths: Iterable[Path], key: str, model: type[Item] | type[Case],
+                  into: dict[str, Any]) -> None:
+        for path in paths:
+            display = _display(path, root)
+            doc, file_problems = _read_yaml(path, display)
+            problems.extend(file_problems)
+            if file_problems:
+                continue
+            entries, entry_problems = _entries(doc, key, display)
+            problems.extend(entry_problems)
+            for entry in entries:
+                entry_id = str(entry.get("id", "?"))
+                line = entry["__line__"]
+                if entry_id in origins:
+                    first = origins[entry_id]
+                    problems.append(Problem(display, line, entry_id,
+                                            f"id 重复（首次出现于 {first[0]}:{first[1]}）"))
+                    continue
+                try:
+                    obj = model.model_validate(_strip_marks(entry))
+                except ValidationError as exc:
+                    problems.extend(_validation_problems(exc, entry, display, entry_id))
+                    continue
+                origins[entry_id] = (display, line)
+                problems.extend(_vocabulary_problems(obj, vocabulary, display, entry))
+                into[obj.id] = obj
+
+    load_kind([*_yaml_files(root / "items"), *extra_files], "items", Item, items)
+    load_kind(_yaml_files(root / "cases"), "cases", Case, cases)
+    if problems:
+        raise BankError(problems)
+    return Bank(items=items, cases=cases, vocabulary=vocabulary, origins=origins)
+
+
+def _vocabulary_problems(obj: Item | Case, vocabulary: Vocabulary, display: str,
+                         entry: dict[str, Any]) -> Iterator[Problem]:
+    keys = entry.get("__keys__", {})
+    unknown = [t for t in obj.topics if t not in vocabulary.topics]
+    if unknown:
+        yield Problem(display, keys.get("topics", entry["__line__"]), obj.id,
+                      f"topics: 未知主题 {', '.join(unknown)}（见 vocabulary.yaml）")
+    if isinstance(obj, Case) and obj.category not in vocabulary.categories:
+        yield Problem(display, keys.get("category", entry["__line__"]), obj.id,
+                      f"category: 未知类别 {obj.category!r}（见 vocabulary.yaml case_categories）")
