@@ -1,4 +1,8 @@
-"""`qingfeng run`: start everything configured in one event loop and stop it cleanly."""
+"""`qingfeng run`: start everything configured in one event loop and stop it cleanly.
+
+Each channel is a `Component`: routes for the one ASGI app, start/stop, and optionally a
+`Messenger` the scheduler pushes through. A channel is started only when configured.
+"""
 
 from __future__ import annotations
 
@@ -6,33 +10,91 @@ import asyncio
 import contextlib
 import logging
 import signal
+from typing import Protocol
 
 import uvicorn
+from starlette.routing import BaseRoute
 
-from bot.app import start_app
+from bot.app import App, start_app
+from bot.channels.base import Messenger
 from bot.config import Settings
 from bot.web import build_web_app
 
 log = logging.getLogger(__name__)
 
 
-async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
+class Component(Protocol):
+    name: str
+    routes: list[BaseRoute]
+    messenger: Messenger | None
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+def configured_channels(app: App) -> list[Component]:
+    """Import each channel only when its settings are present."""
+    s = app.settings
+    components: list[Component] = []
+    if s.telegram_token:
+        from bot.channels.telegram import TelegramComponent
+
+        components.append(TelegramComponent(app))
+    if s.wechat_appid:
+        from bot.channels.wechat import WeChatComponent
+
+        components.append(WeChatComponent(app))
+    if s.wecom_corpid:
+        from bot.channels.wecom import WeComComponent
+
+        components.append(WeComComponent(app))
+    return components
+
+
+def scheduler_component(app: App, messengers: dict[str, Messenger]) -> Component | None:
+    try:
+        from scheduler.runner import SchedulerComponent
+    except ImportError:  # the scheduler package is optional until it ships
+        return None
+    return SchedulerComponent(app, messengers)
+
+
+async def serve(settings: Settings, *, stop: asyncio.Event | None = None,
+                ready: asyncio.Event | None = None) -> None:
     app = await start_app(settings)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread (tests)
             loop.add_signal_handler(sig, stop.set)
-    web = build_web_app(app.db)
+    components = configured_channels(app)
+    messengers = {c.messenger.platform: c.messenger for c in components if c.messenger}
+    sched = scheduler_component(app, messengers)
+    if sched is not None:
+        components.append(sched)
+    web = build_web_app(app.db, extra_routes=[r for c in components for r in c.routes])
     config = uvicorn.Config(web, host=settings.http_host, port=settings.http_port, log_level="warning",
                             lifespan="off")
     server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    started: list[Component] = []
     server_task = asyncio.create_task(server.serve())
-    log.info("qingfeng running: http://%s:%d", settings.http_host, settings.http_port)
     try:
+        for c in components:
+            await c.start()
+            started.append(c)
+            log.info("started %s", c.name)
+        log.info("qingfeng running on http://%s:%d", settings.http_host, settings.http_port)
+        if ready is not None:
+            ready.set()
         await stop.wait()
     finally:
+        for c in reversed(started):
+            try:
+                await c.stop()
+            except Exception:
+                log.exception("stopping %s failed", c.name)
         server.should_exit = True
         await server_task
         await app.db.dispose()

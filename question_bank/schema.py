@@ -11,6 +11,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -23,7 +24,15 @@ LETTERS = string.ascii_uppercase[:8]
 JUDGE_OPTIONS = ("正确", "错误")
 
 ItemId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")]
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+# YAML folded scalars (>-) join lines with a space, which is wrong between Chinese characters.
+_CJK_GAP = re.compile(r"(?<=[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef])\s+(?=[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef])")
+
+
+def _tidy(text: str) -> str:
+    return _CJK_GAP.sub("", text.strip())
+
+
+Text = Annotated[str, AfterValidator(_tidy), StringConstraints(min_length=1)]
 
 
 class ItemType(StrEnum):

@@ -95,12 +95,13 @@ async def choose_items(
     chosen: list[str] = []
     picked_per_topic: Counter[str] = Counter()
     while len(chosen) < n and any(by_topic.values()):
-        live = [t for t, pool in by_topic.items() if pool]
-        weights = []
-        for t in live:
-            weakness = 1 - accuracy.get(t, UNKNOWN_TOPIC_ACCURACY)
-            freshness = 1.0 if seen.get(by_topic[t][0], 0) == 0 else 0.2
-            weights.append((1 + WEAKNESS_WEIGHT * weakness) * freshness / (1 + 3 * picked_per_topic[t]))
+        # Strictly least-used items first; among those, weak and not-yet-picked topics win.
+        tier = min(seen.get(pool[0], 0) for pool in by_topic.values() if pool)
+        live = [t for t, pool in by_topic.items() if pool and seen.get(pool[0], 0) == tier]
+        weights = [
+            (1 + WEAKNESS_WEIGHT * (1 - accuracy.get(t, UNKNOWN_TOPIC_ACCURACY))) / (1 + 3 * picked_per_topic[t])
+            for t in live
+        ]
         topic = rng.choices(live, weights=weights)[0]
         chosen.append(by_topic[topic].pop(0))
         picked_per_topic[topic] += 1

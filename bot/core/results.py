@@ -119,6 +119,18 @@ class HelpText:
 
 
 @dataclass(frozen=True)
+class RoundInvite:
+    """A round pushed to a member: the intro plus every item as a card (each channel decides
+    whether to send all cards at once, or an invitation that leads to them)."""
+
+    round_id: int
+    title: str
+    org_name: str
+    deadline: datetime
+    cards: list[QuizCard]
+
+
+@dataclass(frozen=True)
 class Notice:
     """A plain sentence for the member (e.g. 'all done this week')."""
 
@@ -126,4 +138,4 @@ class Notice:
 
 
 Result = (QuizCard | AnswerResult | BindResult | MemberRecord | BranchSummary | CaseCard
-          | HelpText | Notice)
+          | HelpText | Notice | RoundInvite)

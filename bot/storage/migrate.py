@@ -29,7 +29,7 @@ def _in_fresh_thread(fn, *args):  # type: ignore[no-untyped-def]
         return pool.submit(fn, *args).result()
 
 
-def upgrade(url: str, revision: str = "head") -> None:
+def upgrade(url: str, revision: str = "heads") -> None:
     _in_fresh_thread(command.upgrade, alembic_config(url), revision)
 
 
