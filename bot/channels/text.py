@@ -14,6 +14,7 @@ from bot.core.results import (
     Notice,
     QuizCard,
     Result,
+    RoundInvite,
 )
 
 TYPE_NAMES = {"single": "单选题", "multiple": "多选题", "judge": "判断题"}
@@ -124,6 +125,12 @@ def render_help(h: HelpText, *, slash: bool = True) -> str:
     return "\n".join(lines)
 
 
+def render_invite(invite: RoundInvite, tz: ZoneInfo, *, slash: bool = True) -> str:
+    start = "/quiz" if slash else "答题"
+    return (f"【{invite.title}】{invite.org_name}本周共 {len(invite.cards)} 道廉政学习题，"
+            f"请于 {invite.deadline.astimezone(tz):%m月%d日 %H:%M} 前完成。发送「{start}」开始作答。")
+
+
 def render(result: Result, tz: ZoneInfo, *, slash: bool = True) -> str:
     if isinstance(result, QuizCard):
         return render_card(result, tz)
@@ -144,6 +151,8 @@ def render(result: Result, tz: ZoneInfo, *, slash: bool = True) -> str:
         return render_help(result, slash=slash)
     if isinstance(result, Notice):
         return result.text
+    if isinstance(result, RoundInvite):
+        return render_invite(result, tz, slash=slash)
     raise TypeError(f"cannot render {type(result).__name__}")
 
 
