@@ -22,7 +22,7 @@ demo: $(SYNCED)
 test: $(SYNCED)
 	$(VENV)/bin/qingfeng bank check question_bank
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -p no:cacheprovider
 
 lint: $(SYNCED)
 	$(VENV)/bin/ruff check .
