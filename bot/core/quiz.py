@@ -184,24 +184,23 @@ class PendingItem:
 
 async def pending_items(session: AsyncSession, *, member_id: int, now: datetime) -> list[PendingItem]:
     """Unanswered items of the member's open rounds, oldest round first, in position order."""
-    rounds = (await session.exec(
-        select(Round).join(Delivery, col(Delivery.round_id) == col(Round.id))
-        .where(Delivery.member_id == member_id, col(Round.opens_at) <= now, col(Round.deadline) > now)
-        .order_by(col(Round.opens_at), col(Round.id))
-    )).all()
-    if not rounds:
-        return []
-    answered = set((await session.exec(
-        select(Answer.round_id, Answer.item_id).where(
-            Answer.member_id == member_id, col(Answer.round_id).in_([r.id for r in rounds]))
-    )).all())
-    result = []
-    for rnd in rounds:
-        items = await round_items(session, rnd.id)  # type: ignore[arg-type]
-        for pos, item in enumerate(items, start=1):
-            if (rnd.id, item.id) not in answered:
-                result.append(PendingItem(rnd, item, pos, len(items)))
-    return result
+    totals = (
+        select(RoundItem.round_id, func.count().label("total"))
+        .group_by(RoundItem.round_id).subquery()
+    )
+    stmt = (
+        select(Round, BankItem, RoundItem.position, totals.c.total)
+        .join(Delivery, col(Delivery.round_id) == col(Round.id))
+        .join(RoundItem, col(RoundItem.round_id) == col(Round.id))
+        .join(BankItem, col(BankItem.id) == col(RoundItem.item_id))
+        .join(totals, totals.c.round_id == col(Round.id))
+        .outerjoin(Answer, and_(col(Answer.member_id) == member_id, col(Answer.round_id) == col(Round.id),
+                                col(Answer.item_id) == col(RoundItem.item_id)))
+        .where(Delivery.member_id == member_id, col(Round.opens_at) <= now, col(Round.deadline) > now,
+               col(Answer.id).is_(None))
+        .order_by(col(Round.opens_at), col(Round.id), col(RoundItem.position))
+    )
+    return [PendingItem(rnd, item, pos, total) for rnd, item, pos, total in (await session.exec(stmt)).all()]
 
 
 def deadline_after(opens_at: datetime, days: int) -> datetime:

@@ -99,6 +99,10 @@ class Service:
         if viewer is None:
             raise NotBound()
         if isinstance(command, ShowQuiz):
+            if command.all_pending:
+                cards = await self.pending_cards(session, viewer.member)
+                if cards:
+                    return list(cards)
             card = await self.next_card(session, viewer.member)
             if card is None:
                 raise NothingToAnswer()
@@ -143,9 +147,11 @@ class Service:
 
     # --- quiz ---------------------------------------------------------------------------
 
-    async def next_card(self, session: AsyncSession, member: Member) -> QuizCard | None:
+    async def next_card(self, session: AsyncSession, member: Member,
+                        pending: list[quiz.PendingItem] | None = None) -> QuizCard | None:
         now = self.clock()
-        pending = await quiz.pending_items(session, member_id=member.id, now=now)  # type: ignore[arg-type]
+        if pending is None:
+            pending = await quiz.pending_items(session, member_id=member.id, now=now)  # type: ignore[arg-type]
         if pending:
             p = pending[0]
             return self._card(p.item, round_id=p.rnd.id, position=p.position, total=p.total,
@@ -210,8 +216,9 @@ class Service:
                 session, member_id=member_id, topics=list(item.topics), now=now,
                 cooldown_days=self.settings.case_cooldown_days,
                 include_drafts=self.settings.push_drafts)
-        next_card = await self.next_card(session, viewer.member)
-        remaining = len(await quiz.pending_items(session, member_id=member_id, now=now))
+        pending = await quiz.pending_items(session, member_id=member_id, now=now)
+        next_card = await self.next_card(session, viewer.member, pending)
+        remaining = len(pending)
         options = item.content["options"]
         source = item.content["source"]
         return AnswerResult(
