@@ -12,7 +12,10 @@ class Bind:
 
 @dataclass(frozen=True)
 class ShowQuiz:
-    pass
+    """The next item to answer; with `all_pending`, every unanswered item of the open rounds
+    (channels with per-item buttons show them all at once)."""
+
+    all_pending: bool = False
 
 
 @dataclass(frozen=True)

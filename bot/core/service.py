@@ -162,6 +162,12 @@ class Service:
                               deadline=now, is_review=True)
         return None
 
+    async def pending_cards(self, session: AsyncSession, member: Member) -> list[QuizCard]:
+        """Every unanswered item of the member's open rounds, oldest round first."""
+        pending = await quiz.pending_items(session, member_id=member.id, now=self.clock())  # type: ignore[arg-type]
+        return [self._card(p.item, round_id=p.rnd.id, position=p.position, total=p.total,
+                           deadline=p.rnd.deadline) for p in pending]
+
     @staticmethod
     def _card(item: BankItem, *, round_id: int | None, position: int, total: int,
               deadline: datetime, is_review: bool = False) -> QuizCard:
