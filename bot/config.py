@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     telegram_webhook_secret: SecretStr | None = None
     telegram_rate_limit: bool = True
     telegram_quiz_polls: bool = False
+    telegram_max_rate: float = Field(default=30, gt=0)  # messages/s overall (Telegram's broadcast limit)
+    telegram_max_retries: int = Field(default=5, ge=0, le=20)  # per request: 429, 5xx, network errors
+    telegram_retry_backoff: float = Field(default=1.0, ge=0, le=60)  # first backoff in seconds, doubling
+    telegram_request_timeout: float = Field(default=10, gt=0, le=120)  # seconds per Bot API request
 
     # WeChat Official Account
     wechat_token: SecretStr | None = None
