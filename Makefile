@@ -20,7 +20,7 @@ demo: $(SYNCED)
 	$(VENV)/bin/qingfeng demo
 
 test: $(SYNCED)
-	$(VENV)/bin/qingfeng bank check question_bank
+	$(VENV)/bin/qingfeng bank check --strict question_bank
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 

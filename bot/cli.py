@@ -81,6 +81,74 @@ def bank_check(
     raise typer.Exit(1 if failed else 0)
 
 
+FORMATS = {"xlsx": ".xlsx", "moodle": ".xml", "gift": ".gift"}
+
+
+@bank_app.command("export")
+def bank_export(
+    fmt: Annotated[str, typer.Option("--format", help="xlsx（Excel 模板）/ moodle（Moodle XML）/ gift")] = "xlsx",
+    out: Annotated[Path | None, typer.Option(help="输出文件")] = None,
+    bank: Annotated[Path, typer.Option(help="题库目录")] = Path("question_bank"),
+) -> None:
+    """导出题库：Excel 模板（含现有题目）、Moodle XML 或 GIFT。"""
+    from question_bank import BankError, load_bank
+    from question_bank.formats.gift import export_gift
+    from question_bank.formats.moodle import export_moodle
+    from question_bank.formats.xlsx import export_xlsx
+
+    if fmt not in FORMATS:
+        err.print(f"[red]未知格式 {fmt}（可用：{'、'.join(FORMATS)}）[/red]")
+        raise typer.Exit(2)
+    try:
+        b = load_bank(bank)
+    except BankError as exc:
+        print(exc, file=sys.stderr)
+        raise typer.Exit(1) from None
+    target = out or Path(f"question_bank_export{FORMATS[fmt]}")
+    items = sorted(b.items.values(), key=lambda i: (list(b.vocabulary.topics).index(i.topics[0]), i.id))
+    {"xlsx": export_xlsx, "moodle": export_moodle, "gift": export_gift}[fmt](items, target, b.vocabulary)
+    console.print(f"已导出 {len(items)} 道题到 {target}")
+
+
+@bank_app.command("import")
+def bank_import(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help=".xlsx / .xml（Moodle）/ .gift")],
+    out: Annotated[Path | None, typer.Option(help="写入的 YAML 文件（默认 question_bank/items/imported.yaml）")] = None,
+    bank: Annotated[Path, typer.Option(help="题库目录")] = Path("question_bank"),
+) -> None:
+    """导入 Excel / Moodle XML / GIFT 题目为 YAML，校验规则与题库相同，出错时逐行列出且不写入。"""
+    from question_bank import BankError, load_bank
+    from question_bank.formats.common import ImportError_, items_to_yaml
+    from question_bank.formats.gift import import_gift
+    from question_bank.formats.moodle import import_moodle
+    from question_bank.formats.xlsx import import_xlsx
+
+    readers = {".xlsx": import_xlsx, ".xml": import_moodle, ".gift": import_gift, ".txt": import_gift}
+    reader = readers.get(file.suffix.lower())
+    if reader is None:
+        err.print(f"[red]不支持的文件类型 {file.suffix}（可用：.xlsx .xml .gift）[/red]")
+        raise typer.Exit(2)
+    target = out or bank / "items" / "imported.yaml"
+    try:
+        b = load_bank(bank)
+        items = reader(file, b.vocabulary)
+    except (ImportError_, BankError) as exc:
+        print(exc, file=sys.stderr)
+        print(f"{file}: 未导入任何题目。", file=sys.stderr)
+        raise typer.Exit(1) from None
+    in_target = {i for i, (f, _) in b.origins.items() if Path(f).name == target.name and i in b.items}
+    clashes = [i.id for i in items if i.id in b.origins and i.id not in in_target]
+    if clashes:
+        print(f"以下题号已在题库的其他文件中，请改号或用 --out 指向该文件：{'、'.join(clashes)}", file=sys.stderr)
+        raise typer.Exit(1)
+    # Merge into the target file: same id → updated in place, new ids appended; nothing is dropped.
+    merged = {i: b.items[i] for i in sorted(in_target, key=lambda i: b.origins[i][1])}
+    merged.update({i.id: i for i in items})
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(items_to_yaml(merged.values()), encoding="utf-8")
+    console.print(f"已导入 {len(items)} 道题到 {target}；请运行 qingfeng bank check {bank} 复查。")
+
+
 # --- org ---------------------------------------------------------------------------------------
 
 

@@ -25,7 +25,9 @@ JUDGE_OPTIONS = ("正确", "错误")
 
 ItemId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")]
 # YAML folded scalars (>-) join lines with a space, which is wrong between Chinese characters.
-_CJK_GAP = re.compile(r"(?<=[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef])\s+(?=[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef])")
+_CJK = r"[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]"
+# …but keep the answer blank "（  ）" that quiz stems conventionally contain.
+_CJK_GAP = re.compile(rf"(?<={_CJK})(?<!（)\s+(?={_CJK})(?!）)")
 
 
 def _tidy(text: str) -> str:
