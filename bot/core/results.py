@@ -86,6 +86,16 @@ class ItemStat:
     answered: int
     correct: int
     option_counts: dict[str, int]
+    # Filled by the reports package; defaults keep older call sites valid.
+    key: str = ""  # correct letters, e.g. "B" or "ACD"
+    type: str = ""  # single | multiple | judge
+    options: tuple[str, ...] = ()  # option texts, in letter order
+    people: int = 0  # distinct members behind `answered`
+    withheld: bool = False  # fewer people than the privacy floor: numbers not shown
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.correct / self.answered if self.answered else None
 
 
 @dataclass(frozen=True)
@@ -95,13 +105,18 @@ class BranchSummary:
     period_label: str
     members: int
     pushed: int  # deliveries in the period
-    responded: int  # distinct members with at least one valid answer
+    responded: int  # member-rounds with at least one valid answer
     valid_answers: int
     correct_answers: int
     late_answers: int
     items: list[ItemStat]
     withheld: bool  # fewer than the privacy floor: figures not shown
     min_group: int
+    # Filled by the reports package; defaults keep older call sites valid.
+    returned: int = 0  # member-rounds with any answer, late ones included (回收)
+    people: int = 0  # distinct members with at least one valid answer
+    retired_answers: int = 0  # on-time answers to items since retired: excluded
+    ci: tuple[float, float] | None = None  # Wilson 95% interval of `accuracy`
 
     @property
     def accuracy(self) -> float | None:
@@ -110,6 +125,16 @@ class BranchSummary:
     @property
     def response_rate(self) -> float | None:
         return self.responded / self.pushed if self.pushed else None
+
+    @property
+    def return_rate(self) -> float | None:
+        """回收率 as in the seeds: member-rounds answered at all (late included) / pushed."""
+        return self.returned / self.pushed if self.pushed else None
+
+    @property
+    def valid_rate(self) -> float | None:
+        """有效比例: member-rounds with a valid answer among those that answered at all."""
+        return self.responded / self.returned if self.returned else None
 
 
 @dataclass(frozen=True)
@@ -132,10 +157,25 @@ class RoundInvite:
 
 @dataclass(frozen=True)
 class Notice:
-    """A plain sentence for the member (e.g. 'all done this week')."""
+    """A plain sentence for the member (e.g. 'all done this week').
+
+    `error` names the domain error it came from (e.g. "NotAllowed"), for adapters and tests.
+    """
 
     text: str
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Reminder:
+    """督办提醒: a member has unanswered items in a round whose deadline is near."""
+
+    round_id: int
+    title: str
+    deadline: datetime
+    unanswered: int
+    total: int
 
 
 Result = (QuizCard | AnswerResult | BindResult | MemberRecord | BranchSummary | CaseCard
-          | HelpText | Notice | RoundInvite)
+          | HelpText | Notice | RoundInvite | Reminder)

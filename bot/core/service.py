@@ -85,7 +85,7 @@ class Service:
             async with self.db.session() as session:
                 return await self._dispatch(session, sender, command)
         except QingfengError as exc:
-            return [Notice(exc.message)]
+            return [Notice(exc.message, error=type(exc).__name__)]
 
     async def _dispatch(self, session: AsyncSession, sender: Sender, command: Command) -> list[Result]:
         if isinstance(command, Bind):
