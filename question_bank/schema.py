@@ -112,6 +112,8 @@ class Item(_Reviewed):
             if not isinstance(answer, bool):
                 raise ValueError("judge（判断题）的 answer 必须是 true 或 false")
             return {**data, "options": list(JUDGE_OPTIONS), "answer": "A" if answer else "B"}
+        if not isinstance(answer, str | list):
+            return data  # let field validation report it together with any other problems
         return {**data, "answer": "".join(sorted(_letters(answer)))}
 
     @model_validator(mode="after")
