@@ -23,6 +23,8 @@ org_app = typer.Typer(help="组织与成员", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(bank_app, name="bank")
 app.add_typer(org_app, name="org")
+dev_app = typer.Typer(help="开发与基准测试工具", no_args_is_help=True)
+app.add_typer(dev_app, name="dev")
 
 console = Console()
 err = Console(stderr=True)
@@ -343,6 +345,36 @@ def run() -> None:
     s = settings()
     _logging(s)
     asyncio.run(serve(s))
+
+
+@dev_app.command("seed")
+def dev_seed(
+    members: Annotated[int, typer.Option(help="成员人数")] = 10_000,
+    answers: Annotated[int, typer.Option(help="作答总数（约）")] = 1_000_000,
+    branches: Annotated[int, typer.Option(help="支部数")] = 300,
+    rounds: Annotated[int, typer.Option(help="轮数")] = 50,
+) -> None:
+    """向一个新数据库批量写入基准测试数据（组织、成员、轮次、推送、作答）。"""
+    from bot.app import start_app
+    from bot.dev.seed import seed
+
+    s = settings()
+
+    async def go() -> None:
+        a = await start_app(s)
+        try:
+            report = await seed(a.db, members=members, answers=answers, branches=branches, rounds=rounds,
+                                progress=lambda msg: console.print(msg))
+        finally:
+            await a.db.dispose()
+        console.print(f"完成：组织 {report.orgs}，成员 {report.members}，轮次 {report.rounds}，"
+                      f"推送 {report.deliveries}，作答 {report.answers}")
+
+    try:
+        asyncio.run(go())
+    except RuntimeError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
 
 
 def main() -> None:
