@@ -270,9 +270,27 @@ class AuditLog(SQLModel, table=True):
     detail: dict[str, Any] = _json(default_factory=dict)
 
 
+# --- WeChat / WeCom channels (issue #5) ---------------------------------------------------
+
+
+class InboundMessage(SQLModel, table=True):
+    """One inbound WeChat/WeCom callback, claimed once: platforms retry unanswered callbacks,
+    so the first claim processes it and retries get the cached reply (or nothing, if it went
+    out as a separate message). Rows are purged after a few days."""
+
+    __table_args__ = (sa.UniqueConstraint("platform", "msg_key", name="uq_inbound_message"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    platform: str = Field(max_length=20)
+    msg_key: str = Field(max_length=80)  # "m:<MsgId>" or "e:<sha1 of sender, time, event …>"
+    received_at: datetime = _ts(default=True, index=True)
+    status: str = Field(default="processing", max_length=12)  # processing | done | deferred
+    reply: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON, nullable=True)
+
+
 __all__ = [
     "Answer", "AuditLog", "BankItem", "CaseDelivery", "CaseStudy", "ChannelIdentity",
-    "Delivery", "DeliveryStatus", "InviteCode", "ItemStatus", "ItemTopic", "JobClaim",
+    "Delivery", "DeliveryStatus", "InboundMessage", "InviteCode", "ItemStatus", "ItemTopic", "JobClaim",
     "KeyValue", "Member", "Organization", "ReviewCard", "Role", "Round", "RoundItem",
     "SQLModel", "UTCDateTime", "utcnow",
 ]

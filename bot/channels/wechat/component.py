@@ -1,0 +1,87 @@
+"""Wiring of the 公众号 channel for `qingfeng run`: route, messenger, token store, housekeeping."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+
+from starlette.routing import BaseRoute, Route
+from wechatpy import WeChatClient
+
+from bot.app import App
+from bot.channels.wechat.inbound import WeChatInbound
+from bot.channels.wechat.messenger import PLATFORM, WeChatMessenger
+from bot.channels.wx_api import ApiCaller
+from bot.channels.wx_codec import WeChatCodec
+from bot.channels.wx_inbound import DEFAULT_BUDGET, InboundFlow, Ledger
+from bot.channels.wx_tokens import FetchedToken, TokenStore
+from bot.config import ConfigError, Settings
+
+log = logging.getLogger(__name__)
+
+CALLBACK_PATH = "/wechat/callback"
+DEFAULT_API_BASE = "https://api.weixin.qq.com/cgi-bin/"
+KEEP_INBOUND = timedelta(days=3)  # de-dup rows: WeChat's retries come within a minute
+PURGE_EVERY = 3600.0  # seconds
+
+
+def api_base(url: str | None) -> str:
+    return (url or DEFAULT_API_BASE).rstrip("/") + "/"
+
+
+def _require(settings: Settings) -> tuple[str, str, str]:
+    missing = [name for name, value in (("QINGFENG_WECHAT_TOKEN", settings.wechat_token),
+                                        ("QINGFENG_WECHAT_SECRET", settings.wechat_secret))
+               if value is None]
+    if missing or not settings.wechat_appid:
+        raise ConfigError("公众号配置不完整，缺少：" + "、".join(missing or ["QINGFENG_WECHAT_APPID"]))
+    return (settings.wechat_appid, settings.wechat_token.get_secret_value(),  # type: ignore[union-attr]
+            settings.wechat_secret.get_secret_value())  # type: ignore[union-attr]
+
+
+class WeChatComponent:
+    name = "wechat"
+
+    def __init__(self, app: App, *, budget: float = DEFAULT_BUDGET) -> None:
+        s = app.settings
+        appid, token, secret = _require(s)
+        clock = app.service.clock
+        self.base_url = api_base(s.wechat_api_base_url)
+        client = WeChatClient(appid, secret)
+        client.API_BASE_URL = self.base_url  # instance attribute: wechatpy builds URLs from it
+        self._token_params = {"grant_type": "client_credential", "appid": appid, "secret": secret}
+        self.tokens = TokenStore(app.db, f"wechat:token:{appid}", self._fetch_token, clock=clock)
+        self.api = ApiCaller(client, self.tokens)
+        self.messenger = WeChatMessenger(self.api, app.db, tz=s.tz, clock=clock, template_id=s.wechat_template_id)
+        self.ledger = Ledger(app.db, PLATFORM, clock=clock)
+        aes_key = s.wechat_aes_key.get_secret_value() if s.wechat_aes_key else None
+        self.inbound = WeChatInbound(
+            service=app.service, db=app.db, codec=WeChatCodec(token, aes_key, appid), messenger=self.messenger,
+            flow_factory=lambda send: InboundFlow(self.ledger, send, budget=budget), tz=s.tz, clock=clock)
+        self.routes: list[BaseRoute] = [Route(CALLBACK_PATH, self.inbound.endpoint, methods=["GET", "POST"])]
+        self._clock = clock
+        self._purger: asyncio.Task[None] | None = None
+
+    async def _fetch_token(self) -> FetchedToken:
+        return await self.api.fetch_token(self.base_url + "token", self._token_params)
+
+    async def start(self) -> None:
+        self._purger = asyncio.create_task(self._purge_loop())
+
+    async def _purge_loop(self) -> None:
+        while True:
+            try:
+                await self.ledger.purge(self._clock() - KEEP_INBOUND)
+            except Exception:
+                log.exception("wechat: purging old callback records failed")
+            await asyncio.sleep(PURGE_EVERY)
+
+    async def stop(self) -> None:
+        if self._purger is not None:
+            self._purger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._purger
+        await self.inbound.flow.drain()
+        self.api.close()

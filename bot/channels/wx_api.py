@@ -1,0 +1,162 @@
+"""Calling wechatpy's blocking clients from asyncio, with the shared access token.
+
+wechatpy 1.8.18 is synchronous (requests). Every call runs in a small thread pool of its
+own, so the event loop never blocks and a slow WeChat cannot starve other thread users.
+The token comes from `TokenStore` (shared by all processes); wechatpy reads it through a
+thread-local session, and its own auto-retry is off because it would refresh the token in
+per-process memory and retry without bound. Here a token error (40001/40014/42001) causes
+exactly one refresh and one retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import re
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import requests
+from wechatpy.client.base import BaseWeChatClient
+from wechatpy.exceptions import WeChatClientException
+from wechatpy.session import SessionStorage
+
+from bot.channels.wx_tokens import FetchedToken, TokenStore
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+TOKEN_ERRORS = frozenset({40001, 40014, 42001})  # invalid credential / invalid token / expired
+TRANSIENT_ERRORS = frozenset({-1, 45009, 45011, 45033})  # system busy, rate limits
+DEFAULT_TIMEOUT = 10.0  # seconds per HTTP request to WeChat
+
+
+class ApiError(Exception):
+    """A WeChat/WeCom API failure, safe to log: an errcode and a short reason, never a URL
+    (request URLs carry the access token)."""
+
+    def __init__(self, errcode: int | None, reason: str) -> None:
+        super().__init__(f"{errcode}: {reason}" if errcode is not None else reason)
+        self.errcode = errcode
+        self.reason = reason
+
+    @property
+    def transient(self) -> bool:
+        return self.errcode is None or self.errcode in TRANSIENT_ERRORS
+
+
+class _ThreadToken(SessionStorage):  # type: ignore[misc]
+    """wechatpy's token storage, answered from the calling worker thread's current token."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def use(self, token: str) -> None:
+        self._local.token = token
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self._local, "token", default)
+
+    def set(self, key: str, value: Any, ttl: int | None = None) -> None:
+        pass  # tokens are stored by TokenStore, never by wechatpy
+
+    def delete(self, key: str) -> None:
+        pass
+
+
+class _Redact(logging.Filter):
+    """urllib3 logs request lines at DEBUG; those carry ?access_token=… — blank them out."""
+
+    pattern = re.compile(r"(access_token|corpsecret|secret)=[^&\s\"']+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args:
+            record.msg = record.msg % record.args if isinstance(record.msg, str) else record.msg
+            record.args = None
+        if isinstance(record.msg, str):
+            record.msg = self.pattern.sub(r"\1=***", record.msg)
+        return True
+
+
+def install_log_redaction() -> None:
+    lg = logging.getLogger("urllib3.connectionpool")
+    if not any(isinstance(f, _Redact) for f in lg.filters):
+        lg.addFilter(_Redact())
+
+
+def _api_error(exc: BaseException) -> ApiError:
+    if isinstance(exc, WeChatClientException):
+        code = exc.errcode
+        if code is None:  # HTTP-level failure inside wechatpy
+            status = getattr(exc.response, "status_code", None)
+            return ApiError(None, f"HTTP {status}")
+        return ApiError(int(code), str(exc.errmsg)[:80])
+    if isinstance(exc, requests.RequestException):
+        return ApiError(None, type(exc).__name__)  # str(exc) would include the URL
+    return ApiError(None, type(exc).__name__)
+
+
+def _never_fetch() -> None:
+    raise ApiError(None, "wechatpy tried to fetch a token itself; tokens come from TokenStore")
+
+
+class ApiCaller:
+    """Runs `fn(client)` in a worker thread with a valid shared token; maps errors to ApiError."""
+
+    def __init__(self, client: BaseWeChatClient, store: TokenStore, *, workers: int = 8) -> None:
+        self.client = client
+        self.store = store
+        self._tokens = _ThreadToken()
+        client.session = self._tokens
+        client.auto_retry = False
+        client.expires_at = None  # "user-provided token": wechatpy then never fetches on its own
+        client.timeout = client.timeout or DEFAULT_TIMEOUT
+        client.fetch_access_token = _never_fetch  # type: ignore[method-assign]
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wx-api")
+        install_log_redaction()
+
+    async def _in_thread(self, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn)
+
+    async def call(self, fn: Callable[[Any], T]) -> T:
+        token = await self.store.get()
+        for attempt in (1, 2):
+            def job(tok: str = token) -> T:
+                self._tokens.use(tok)
+                return fn(self.client)
+
+            try:
+                return await self._in_thread(job)
+            except (WeChatClientException, requests.RequestException) as exc:
+                err = _api_error(exc)
+                if attempt == 1 and err.errcode in TOKEN_ERRORS:
+                    log.info("token rejected (%s); refreshing once", err.errcode)
+                    token = await self.store.refresh(stale=token)
+                    continue
+                raise err from None
+        raise AssertionError("unreachable")
+
+    async def fetch_token(self, url: str, params: dict[str, str]) -> FetchedToken:
+        """GET the token endpoint (not under API_BASE_URL, and wechatpy's own fetcher hard-codes
+        api.weixin.qq.com and keeps the token in process memory)."""
+        def job() -> dict[str, Any]:
+            res = self.client._http.get(url, params=params, timeout=self.client.timeout)
+            if res.status_code != 200:
+                raise ApiError(None, f"HTTP {res.status_code}")
+            return res.json()  # type: ignore[no-any-return]
+
+        try:
+            result = await self._in_thread(job)
+        except requests.RequestException as exc:
+            raise _api_error(exc) from None
+        except ValueError:
+            raise ApiError(None, "token endpoint answered non-JSON") from None
+        if int(result.get("errcode") or 0) != 0 or "access_token" not in result:
+            raise ApiError(int(result.get("errcode") or -1), str(result.get("errmsg", ""))[:80])
+        return FetchedToken(str(result["access_token"]), int(result.get("expires_in", 7200)))
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.client._http.close()
