@@ -43,9 +43,19 @@ def item_to_yaml_dict(item: Item) -> dict[str, Any]:
     return d
 
 
+class _NoAliasDumper(yaml.SafeDumper):
+    """The loader refuses anchors/aliases, so never write them (PyYAML anchors shared dates)."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def dump_yaml(body: Any) -> str:
+    return yaml.dump(body, Dumper=_NoAliasDumper, allow_unicode=True, sort_keys=False, width=1000)
+
+
 def items_to_yaml(items: Iterable[Item]) -> str:
-    body = {"items": [item_to_yaml_dict(i) for i in items]}
-    return yaml.safe_dump(body, allow_unicode=True, sort_keys=False, width=1000)
+    return dump_yaml({"items": [item_to_yaml_dict(i) for i in items]})
 
 
 def validate_records(records: list[tuple[int, dict[str, Any]]], *, file: str,

@@ -114,3 +114,16 @@ def test_cli_import_merges_into_the_target_file_without_losing_items(tmp_path):
     clash = run(["bank", "import", str(out), "--bank", str(root)], tmp_path)  # into imported.yaml: ids clash
     assert clash.returncode == 1 and "已在题库的其他文件中" in clash.stderr
     assert not Path(root / "items" / "imported.yaml").exists()
+
+
+def test_yaml_writer_never_emits_aliases_for_shared_values(tmp_path):
+    bank = load_bank(TEST_BANK)
+    item = bank.items["t-single-001"]
+    twin = item.model_copy(update={"id": "t-single-001-b"})  # shares the very same review date object
+    text = items_to_yaml([item, twin])
+    assert "&id" not in text and "*id" not in text
+    root = tmp_path / "b"
+    (root / "items").mkdir(parents=True)
+    (root / "vocabulary.yaml").write_text((TEST_BANK / "vocabulary.yaml").read_text("utf-8"), "utf-8")
+    (root / "items" / "x.yaml").write_text(text, "utf-8")
+    assert set(load_bank(root).items) == {"t-single-001", "t-single-001-b"}
