@@ -93,6 +93,18 @@ class Settings(BaseSettings):
     wecom_aes_key: SecretStr | None = None
     wecom_api_base_url: str | None = None
 
+    # scheduled pushes (scheduler/)
+    push_grace_hours: float = Field(default=6, ge=0, le=24 * 14)  # a push missed while down is sent this late at most
+    push_concurrency: int = Field(default=32, ge=1, le=256)  # members sent to at once
+    scheduler_tick_seconds: float = Field(default=30, gt=0, le=3600)  # re-read schedules, resume unfinished pushes
+    scheduler_lease_seconds: float = Field(default=90, ge=2, le=3600)  # a silent process is presumed dead after this
+
+    # generic outbound webhook (bot/channels/webhook.py): each push is POSTed as JSON
+    webhook_push_url: str | None = None
+    webhook_secret: SecretStr | None = None  # signs bodies (X-Qingfeng-Signature) and checks inbound
+    webhook_rate: float = Field(default=0, ge=0)  # messages/s, 0 = unlimited
+    webhook_timeout: float = Field(default=10, gt=0, le=120)  # seconds per request
+
     redis_url: str | None = None
     log_level: str = "INFO"
     log_json: bool = False
@@ -136,7 +148,7 @@ class Settings(BaseSettings):
 
     @field_validator(
         "telegram_token", "telegram_webhook_secret", "wechat_token", "wechat_aes_key",
-        "wechat_secret", "wecom_secret", "wecom_token", "wecom_aes_key",
+        "wechat_secret", "wecom_secret", "wecom_token", "wecom_aes_key", "webhook_secret",
     )
     @classmethod
     def _no_placeholder(cls, value: SecretStr | None) -> SecretStr | None:

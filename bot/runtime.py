@@ -49,6 +49,10 @@ def configured_channels(app: App) -> list[Component]:
         from bot.channels.wecom import WeComComponent
 
         components.append(WeComComponent(app))
+    if s.webhook_push_url:
+        from bot.channels.webhook import WebhookComponent
+
+        components.append(WebhookComponent(app))
     return components
 
 

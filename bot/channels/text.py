@@ -13,6 +13,7 @@ from bot.core.results import (
     MemberRecord,
     Notice,
     QuizCard,
+    Reminder,
     Result,
     RoundInvite,
 )
@@ -131,6 +132,12 @@ def render_invite(invite: RoundInvite, tz: ZoneInfo, *, slash: bool = True) -> s
             f"请于 {invite.deadline.astimezone(tz):%m月%d日 %H:%M} 前完成。发送「{start}」开始作答。")
 
 
+def render_reminder(reminder: Reminder, tz: ZoneInfo, *, slash: bool = True) -> str:
+    start = "/quiz" if slash else "答题"
+    return (f"【督办提醒】{reminder.title}还有 {reminder.unanswered}/{reminder.total} 道题未作答，"
+            f"将于 {reminder.deadline.astimezone(tz):%m月%d日 %H:%M} 截止。发送「{start}」继续作答。")
+
+
 def render(result: Result, tz: ZoneInfo, *, slash: bool = True) -> str:
     if isinstance(result, QuizCard):
         return render_card(result, tz)
@@ -153,6 +160,8 @@ def render(result: Result, tz: ZoneInfo, *, slash: bool = True) -> str:
         return result.text
     if isinstance(result, RoundInvite):
         return render_invite(result, tz, slash=slash)
+    if isinstance(result, Reminder):
+        return render_reminder(result, tz, slash=slash)
     raise TypeError(f"cannot render {type(result).__name__}")
 
 

@@ -23,10 +23,11 @@ def case_card(case: CaseStudy) -> CaseCard:
 
 async def pick_related_case(
     session: AsyncSession, *, member_id: int, topics: list[str], now: datetime,
-    cooldown_days: int, include_drafts: bool = False, reason: str = "wrong_answer",
+    cooldown_days: int, include_drafts: bool = False, reason: str = "wrong_answer", commit: bool = True,
 ) -> CaseCard | None:
     """A case on one of `topics`, at most one per member per topic per cooldown period,
-    preferring cases this member has never seen. Records the delivery."""
+    preferring cases this member has never seen. Records the delivery (`commit=False` leaves
+    it in the caller's transaction, for a push that must record all or nothing)."""
     recent = set((await session.exec(
         select(CaseDelivery.topic).where(
             CaseDelivery.member_id == member_id,
@@ -49,7 +50,7 @@ async def pick_related_case(
             chosen = matching[0]
             session.add(CaseDelivery(member_id=member_id, case_id=chosen.id, topic=topic,
                                      reason=reason, delivered_at=now))
-            await session.commit()
+            await (session.commit() if commit else session.flush())
             return case_card(chosen)
     return None
 

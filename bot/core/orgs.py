@@ -114,14 +114,18 @@ async def subtree_org_ids(session: AsyncSession, root: Organization) -> list[int
 
 async def subtree_members(
     session: AsyncSession, root: Organization, *, active_only: bool = True,
-    cohort_tag: str | None = None,
+    cohort_tag: str | None = None, exclude_paths: Sequence[str] = (),
 ) -> list[Member]:
+    """Members of the subtree, minus the subtrees at `exclude_paths` (descendants that run
+    their own schedule)."""
     stmt = (
         select(Member)
         .join(Organization, col(Member.org_id) == col(Organization.id))
         .where(col(Organization.path).startswith(root.path))
         .order_by(col(Member.id))
     )
+    for path in exclude_paths:
+        stmt = stmt.where(~col(Organization.path).startswith(path))
     if active_only:
         stmt = stmt.where(col(Member.active).is_(True))
     members = list((await session.exec(stmt)).all())

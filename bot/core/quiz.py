@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -111,9 +112,10 @@ async def choose_items(
 async def open_round(
     session: AsyncSession, *, org: Organization, item_ids: list[str], opens_at: datetime,
     deadline: datetime, kind: str = "weekly", title: str = "", cohort_tag: str | None = None,
-    occurrence_key: str | None = None,
+    occurrence_key: str | None = None, exclude_paths: Sequence[str] = (),
 ) -> Round:
-    """Create a round with a pending delivery per active member in scope (idempotent per key)."""
+    """Create a round with a pending delivery per active member in scope (idempotent per key).
+    `exclude_paths` leaves out descendant subtrees that have a schedule of their own."""
     if occurrence_key:
         existing = (await session.exec(select(Round).where(Round.occurrence_key == occurrence_key))).first()
         if existing:
@@ -126,7 +128,7 @@ async def open_round(
         {"round_id": rnd.id, "item_id": item_id, "position": pos}
         for pos, item_id in enumerate(item_ids, start=1)
     ])
-    members = await subtree_members(session, org, cohort_tag=cohort_tag)
+    members = await subtree_members(session, org, cohort_tag=cohort_tag, exclude_paths=exclude_paths)
     await insert_ignore(session, Delivery, [
         {"round_id": rnd.id, "member_id": m.id, "status": "pending", "attempts": 0,
          "created_at": opens_at}

@@ -58,6 +58,7 @@ class Role(StrEnum):
 
 class DeliveryStatus(StrEnum):
     pending = "pending"
+    sending = "sending"  # claimed by a process that is sending it now (see bot/core/push.py)
     sent = "sent"
     failed = "failed"
     blocked = "blocked"
@@ -198,6 +199,9 @@ class Delivery(SQLModel, table=True):
     channel: str | None = Field(default=None, max_length=20)
     created_at: datetime = _ts(default=True)
     sent_at: datetime | None = _ts(nullable=True)
+    # Which process claimed the row for sending, and when (migration 0004_scheduler).
+    claimed_by: str | None = Field(default=None, max_length=80)
+    claimed_at: datetime | None = _ts(nullable=True)
 
 
 class Answer(SQLModel, table=True):
@@ -288,9 +292,54 @@ class InboundMessage(SQLModel, table=True):
     reply: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON, nullable=True)
 
 
+# --- scheduled pushes (issue #6) ------------------------------------------------------------
+
+
+class Schedule(SQLModel, table=True):
+    """A push schedule set on an organisation and inherited by its subtree until a descendant
+    sets its own row of the same kind (an `enabled=False` row switches the kind off there).
+    `spec` is validated by scheduler/schedules.py; campaigns are one-off rows told apart by name."""
+
+    __table_args__ = (sa.UniqueConstraint("org_id", "kind", "name", name="uq_schedule"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    org_id: int = Field(foreign_key="organization.id", index=True)
+    kind: str = Field(max_length=20)  # weekly_round | reminder | digest | case_push | campaign | quiet_hours
+    name: str = Field(default="", max_length=60)
+    spec: dict[str, Any] = _json(default_factory=dict)
+    timezone: str = Field(default="Asia/Shanghai", max_length=40)
+    enabled: bool = True
+    created_at: datetime = _ts(default=True)
+    # Occurrences before this instant never fire: a new or changed schedule does not reach back.
+    updated_at: datetime = _ts(default=True)
+
+
+class Notification(SQLModel, table=True):
+    """An outbound message that is not a round invite (reminder, digest, case push): one row per
+    (key, member), sent through the same claim-then-send loop as deliveries."""
+
+    __table_args__ = (sa.UniqueConstraint("key", "member_id", name="uq_notification"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=120, index=True)  # e.g. "reminder:round:12:24h"
+    kind: str = Field(max_length=20)  # reminder | digest | case_push
+    member_id: int = Field(foreign_key="member.id", index=True)
+    org_id: int = Field(foreign_key="organization.id")  # whose quiet hours apply
+    round_id: int | None = Field(default=None, foreign_key="round.id")
+    payload: dict[str, Any] = _json(default_factory=dict)
+    status: str = Field(default=DeliveryStatus.pending, max_length=10, index=True)
+    attempts: int = 0
+    last_error: str | None = Field(default=None, max_length=200)
+    channel: str | None = Field(default=None, max_length=20)
+    created_at: datetime = _ts(default=True)
+    sent_at: datetime | None = _ts(nullable=True)
+    claimed_by: str | None = Field(default=None, max_length=80)
+    claimed_at: datetime | None = _ts(nullable=True)
+
+
 __all__ = [
     "Answer", "AuditLog", "BankItem", "CaseDelivery", "CaseStudy", "ChannelIdentity",
     "Delivery", "DeliveryStatus", "InboundMessage", "InviteCode", "ItemStatus", "ItemTopic", "JobClaim",
-    "KeyValue", "Member", "Organization", "ReviewCard", "Role", "Round", "RoundItem",
-    "SQLModel", "UTCDateTime", "utcnow",
+    "KeyValue", "Member", "Notification", "Organization", "ReviewCard", "Role", "Round", "RoundItem",
+    "SQLModel", "Schedule", "UTCDateTime", "utcnow",
 ]
