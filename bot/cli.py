@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,7 +40,9 @@ def settings(**overrides: object) -> Settings:
 
 
 def _logging(s: Settings) -> None:
-    logging.basicConfig(level=s.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from bot.logs import setup_logging  # plain or JSON lines, tokens and chat ids masked
+
+    setup_logging(s.log_level, json_lines=s.log_json)
 
 
 # --- db ----------------------------------------------------------------------------------------
@@ -373,6 +376,141 @@ def dev_seed(
     try:
         asyncio.run(go())
     except RuntimeError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+
+
+# --- operations: doctor, backup, personal-data requests (deploy docs: docs/deploy-*.md) ----------
+
+
+@app.command()
+def doctor(
+    timeout: Annotated[float, typer.Option(help="每项网络检查的超时（秒）")] = 5.0,
+) -> None:
+    """检查配置、题库、数据库与迁移、中文字体和各渠道凭据，逐项提示如何修复。"""
+    from bot.logs import redact
+    from bot.ops.doctor import Check, Status, render, run_checks
+
+    try:
+        s = load_settings()
+    except ConfigError as exc:
+        fix = "按提示修改环境变量或配置文件（见 deploy/.env.example）"
+        print(render([Check("配置", Status.fail, redact(str(exc)), fix)]))
+        raise typer.Exit(1) from None
+    checks = asyncio.run(run_checks(s, timeout=timeout))
+    print(render(checks))
+    raise typer.Exit(1 if any(c.status is Status.fail for c in checks) else 0)
+
+
+@app.command()
+def backup(
+    out: Annotated[Path | None, typer.Option("--out", help="备份文件（默认：数据库所在目录的 backups/ 下）")] = None,
+) -> None:
+    """备份数据库：SQLite 用在线备份（服务无需停止）；PostgreSQL 给出 pg_dump 命令。"""
+    from bot.ops.backup import BackupError, backup_sqlite, default_target, pg_dump_hint, sqlite_file
+
+    s = settings()
+    try:
+        source = sqlite_file(s.database_url)
+        if source is None:
+            print(pg_dump_hint(s.database_url))
+            raise typer.Exit(2)
+        result = backup_sqlite(source, out or default_target(source))
+    except BackupError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    rows = sum(result.tables.values())
+    console.print(f"已备份到 {result.path}（{result.size / 1e6:.1f} MB，{len(result.tables)} 张表 {rows} 行，"
+                  "完整性检查通过）")
+
+
+def _operator() -> str:
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"[:80]
+    except Exception:  # no passwd entry (containers)
+        return "cli"
+
+
+@app.command("export-member-data")
+def export_member_data(
+    member: Annotated[str, typer.Argument(help="成员工号、姓名（须唯一）或 #编号")],
+    out: Annotated[Path | None, typer.Option("--out", help="输出 JSON 文件；- 表示标准输出")] = None,
+) -> None:
+    """导出某成员的全部个人数据（JSON），用于个人信息查阅、复制请求。"""
+    import json
+
+    from bot.ops.member_data import MemberDataError, export_member, find_member
+    from bot.storage.db import Database
+
+    s = settings()
+
+    async def go() -> dict[str, object]:
+        db = Database(s.database_url)
+        try:
+            async with db.session() as session:
+                m = await find_member(session, member)
+                return await export_member(session, m, now=datetime.now(UTC))
+        finally:
+            await db.dispose()
+
+    try:
+        data = asyncio.run(go())
+    except MemberDataError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    text = json.dumps(data, ensure_ascii=False, indent=2)
+    if out is not None and str(out) == "-":
+        print(text)
+        return
+    target = out or Path(f"member-{data['member']['id']}-data.json")  # type: ignore[index]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # personal data: owner only
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text + "\n")
+    console.print(f"已导出到 {target}（含个人信息，请妥善保管）")
+
+
+@app.command("erase-member")
+def erase_member_cmd(
+    member: Annotated[str, typer.Argument(help="成员工号、姓名（须唯一）或 #编号")],
+    yes: Annotated[bool, typer.Option("--yes", help="不再询问，直接注销")] = False,
+) -> None:
+    """注销成员：匿名化成员记录，删除聊天账号绑定、邀请码、复习卡片与案例推送；答题与推送记录保留，统计不变。"""
+    from sqlmodel import func, select
+
+    from bot.ops.member_data import MemberDataError, erase_member, find_member
+    from bot.storage.db import Database
+    from bot.storage.models import Answer, ChannelIdentity
+
+    s = settings()
+
+    async def go() -> None:
+        db = Database(s.database_url)
+        try:
+            async with db.session() as session:
+                m = await find_member(session, member)
+                if not m.active and m.name.startswith("已注销成员"):
+                    console.print(f"成员 #{m.id} 已注销过。")
+                    return
+                ids = (await session.exec(select(func.count()).where(ChannelIdentity.member_id == m.id))).one()
+                answers = (await session.exec(select(func.count()).where(Answer.member_id == m.id))).one()
+                console.print(f"将注销「{m.name}」（#{m.id}）：解除 {ids} 个聊天账号绑定，"
+                              f"删除邀请码、复习卡片与案例推送；{answers} 条作答记录匿名保留。")
+                if not yes and not typer.confirm("此操作不可撤销，确认注销吗？", default=False):
+                    console.print("已取消，未做任何修改。")
+                    raise typer.Exit(1)
+                mid = m.id
+                deleted = await erase_member(session, m, now=datetime.now(UTC), actor=_operator())
+            console.print(f"已注销，成员记录现为「已注销成员#{mid}」。删除：" +
+                          "，".join(f"{k} {v}" for k, v in deleted.items()))
+        finally:
+            await db.dispose()
+
+    try:
+        asyncio.run(go())
+    except MemberDataError as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from None
 

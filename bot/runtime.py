@@ -18,7 +18,7 @@ from starlette.routing import BaseRoute
 from bot.app import App, start_app
 from bot.channels.base import Messenger
 from bot.config import Settings
-from bot.web import build_web_app
+from bot.web import Readiness, build_web_app
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +77,12 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None,
     sched = scheduler_component(app, messengers)
     if sched is not None:
         components.append(sched)
-    web = build_web_app(app.db, extra_routes=[r for c in components for r in c.routes])
+    readiness = Readiness()
+    readiness.expect([c.name for c in components])  # /readyz answers 503 until each has started
+    web = build_web_app(app.db, extra_routes=[r for c in components for r in c.routes], readiness=readiness)
+    # log_config=None: uvicorn's records go through our redacting root handler (bot/logs.py).
     config = uvicorn.Config(web, host=settings.http_host, port=settings.http_port, log_level="warning",
-                            lifespan="off")
+                            lifespan="off", log_config=None)
     server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     started: list[Component] = []
@@ -88,6 +91,7 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None,
         for c in components:
             await c.start()
             started.append(c)
+            readiness.mark_started(c.name)
             log.info("started %s", c.name)
         log.info("qingfeng running on http://%s:%d", settings.http_host, settings.http_port)
         if ready is not None:
@@ -95,6 +99,7 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None,
         await stop.wait()
     finally:
         for c in reversed(started):
+            readiness.mark_stopped(c.name)
             try:
                 await c.stop()
             except Exception:

@@ -41,6 +41,7 @@ from bot.core.results import (
     Result,
     TopicScore,
 )
+from bot.metrics import count_answer
 from bot.reports.period import parse_period
 from bot.reports.stats import branch_summary, latest_round_period
 from bot.storage.db import Database
@@ -216,6 +217,8 @@ class Service:
             if not duplicate:
                 await spaced.update_after_answer(session, member_id=member_id, item_id=item.id,
                                                  correct=correct, now=now)
+        if not duplicate:
+            count_answer(self._channel)
         case = None
         if not correct and not duplicate:
             case = await cases.pick_related_case(

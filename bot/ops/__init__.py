@@ -1,0 +1,1 @@
+"""Operator tools behind the CLI: `doctor`, `backup`, personal-data export and erasure."""
