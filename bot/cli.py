@@ -159,13 +159,25 @@ def bank_import(
 
 @org_app.command("import")
 def org_import(
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="花名册 .csv 或 .xlsx")],
+    file: Annotated[Path | None, typer.Argument(exists=True, dir_okay=False, help="花名册 .csv 或 .xlsx")] = None,
+    from_wecom: Annotated[bool, typer.Option(
+        "--from-wecom", help="从企业微信通讯录导入（部门→组织，成员直接绑定）")] = False,
+    wecom_root: Annotated[int | None, typer.Option("--wecom-root", help="只导入该企业微信部门 ID 及其下级")] = None,
 ) -> None:
-    """导入花名册：建立组织树与成员，为新成员生成一次性邀请码。"""
+    """导入花名册：建立组织树与成员，为新成员生成一次性邀请码；或 --from-wecom 读取企业微信通讯录。"""
     from bot.app import start_app
     from bot.core.roster import RosterError, import_roster
 
     s = settings()
+    if from_wecom:
+        if file is not None:
+            err.print("[red]请在花名册文件与 --from-wecom 之间二选一。[/red]")
+            raise typer.Exit(2)
+        _import_wecom(s, wecom_root)
+        return
+    if file is None:
+        err.print("[red]请给出花名册文件（.csv / .xlsx），或使用 --from-wecom。[/red]")
+        raise typer.Exit(2)
 
     async def go() -> None:
         a = await start_app(s)
@@ -184,6 +196,35 @@ def org_import(
     try:
         asyncio.run(go())
     except RosterError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+
+
+def _import_wecom(s: Settings, root: int | None) -> None:
+    from bot.app import start_app
+    from bot.channels.wecom.component import wecom_caller
+    from bot.channels.wecom_directory import DirectoryError, WeComDirectory, import_directory
+
+    async def go() -> None:
+        a = await start_app(s)
+        api = wecom_caller(s, a)
+        try:
+            async with a.db.session() as session:
+                r = await import_directory(session, WeComDirectory(api), root=root, now=datetime.now(UTC))
+        finally:
+            api.close()
+            await a.db.dispose()
+        for note in r.notes:
+            console.print(note, soft_wrap=True)
+        console.print(f"企业微信通讯录：{r.departments} 个部门；新增 {r.created} 人，更新 {r.updated} 人，"
+                      f"停用 {r.deactivated} 人；新绑定企业微信 {r.identities_bound} 人。", soft_wrap=True)
+        if r.unreadable or r.not_in_directory:
+            console.print(f"无法读取详情 {r.unreadable} 人；已绑定企业微信但不在本次导入范围内 {r.not_in_directory} 人"
+                          "（未作改动）。", soft_wrap=True)
+
+    try:
+        asyncio.run(go())
+    except (DirectoryError, ConfigError) as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from None
 

@@ -24,6 +24,8 @@ from wechatpy.exceptions import WeChatClientException
 from wechatpy.session import SessionStorage
 
 from bot.channels.wx_tokens import FetchedToken, TokenStore
+from bot.core.service import Clock
+from bot.storage.db import Database
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -105,9 +107,12 @@ def _never_fetch() -> None:
 class ApiCaller:
     """Runs `fn(client)` in a worker thread with a valid shared token; maps errors to ApiError."""
 
-    def __init__(self, client: BaseWeChatClient, store: TokenStore, *, workers: int = 8) -> None:
+    def __init__(self, client: BaseWeChatClient, *, db: Database, token_key: str, token_url: str,
+                 token_params: dict[str, str], clock: Clock, workers: int = 8) -> None:
         self.client = client
-        self.store = store
+        self._token_url = token_url
+        self._token_params = token_params
+        self.store = TokenStore(db, token_key, self._fetch_token, clock=clock)
         self._tokens = _ThreadToken()
         client.session = self._tokens
         client.auto_retry = False
@@ -138,11 +143,11 @@ class ApiCaller:
                 raise err from None
         raise AssertionError("unreachable")
 
-    async def fetch_token(self, url: str, params: dict[str, str]) -> FetchedToken:
+    async def _fetch_token(self) -> FetchedToken:
         """GET the token endpoint (not under API_BASE_URL, and wechatpy's own fetcher hard-codes
         api.weixin.qq.com and keeps the token in process memory)."""
         def job() -> dict[str, Any]:
-            res = self.client._http.get(url, params=params, timeout=self.client.timeout)
+            res = self.client._http.get(self._token_url, params=self._token_params, timeout=self.client.timeout)
             if res.status_code != 200:
                 raise ApiError(None, f"HTTP {res.status_code}")
             return res.json()  # type: ignore[no-any-return]

@@ -11,6 +11,7 @@ import time
 from collections.abc import Mapping
 
 import xmltodict
+from starlette.requests import Request
 from wechatpy.crypto import WeChatCrypto
 from wechatpy.enterprise.crypto import WeChatCrypto as WeComCrypto
 from wechatpy.enterprise.exceptions import InvalidCorpIdException
@@ -25,6 +26,15 @@ class Rejected(Exception):
         super().__init__(reason)
         self.status = status
         self.reason = reason
+
+
+async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise Rejected(413, "body too large")
+    return body
 
 
 def _nonce() -> str:

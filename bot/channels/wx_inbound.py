@@ -13,6 +13,7 @@ WeChat waits 5 s for the HTTP answer, then retries the same callback (up to 3 ti
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
@@ -22,6 +23,7 @@ from typing import Any
 
 from sqlalchemy import delete, update
 from sqlmodel import col, select
+from starlette.background import BackgroundTask
 
 from bot.core.service import Clock
 from bot.storage.bulk import insert_one_ignore
@@ -130,6 +132,9 @@ class InboundFlow:
         self.send = send  # delivers messages through the platform API (never raises)
         self.budget = budget
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._after_response = 0  # follow-ups waiting for their HTTP response to go out
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     async def run(self, key: str, user: str, work: Callable[[], Awaitable[Reply]]) -> Reply:
         """Return what to answer now: `passive` in the response, `followups` right after it."""
@@ -175,7 +180,26 @@ class InboundFlow:
             await asyncio.sleep(RETRY_POLL_STEP)
         return Reply()  # the first attempt is still working; it will answer by message
 
+    def after_response(self, user: str, messages: list[Message]) -> BackgroundTask | None:
+        """Follow-ups to send once the passive reply is out (so they arrive after it)."""
+        if not messages:
+            return None
+        self._after_response += 1
+        self._idle.clear()
+
+        async def run() -> None:
+            try:
+                await self.send(user, messages)
+            finally:
+                self._after_response -= 1
+                if not self._after_response:
+                    self._idle.set()
+
+        return BackgroundTask(run)
+
     async def drain(self, timeout: float = 10.0) -> None:
-        """Let in-flight work finish (on shutdown)."""
+        """Let in-flight work and follow-ups finish (on shutdown; tests use it to wait)."""
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=timeout)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), timeout)

@@ -1,7 +1,17 @@
-"""Text limits shared by 公众号 and WeCom: both cut a text message at 2048 bytes (UTF-8)."""
+"""Plain text for 公众号 and WeCom: rendering without slash commands, and the 2048-byte limit
+both platforms cut text messages at (UTF-8)."""
 
 from __future__ import annotations
 
+import logging
+from zoneinfo import ZoneInfo
+
+from bot.channels.text import render, render_card, render_case
+from bot.core.results import AnswerResult, Result, RoundInvite
+
+log = logging.getLogger(__name__)
+
+NOT_TEXT = "目前只能识别文字消息。请直接回复选项字母作答，或发送「帮助」查看全部功能。"
 TEXT_LIMIT = 2000  # bytes; a little under 2048 so nothing is ever cut mid-sentence
 SEPARATOR = "\n\n"
 
@@ -51,3 +61,35 @@ def pack_texts(texts: list[str], limit: int = TEXT_LIMIT) -> list[str]:
 def clip(text: str, chars: int) -> str:
     """Shorten for a field with a length limit (template keywords, card titles)."""
     return text if len(text) <= chars else text[: max(chars - 1, 0)] + "…"
+
+
+def invite_intro(invite: RoundInvite, tz: ZoneInfo) -> str:
+    return (f"【{invite.title}】{invite.org_name}本周共 {len(invite.cards)} 道廉政学习题，"
+            f"请于 {invite.deadline.astimezone(tz):%m月%d日 %H:%M} 前完成。")
+
+
+def render_texts(results: list[Result], tz: ZoneInfo) -> list[str]:
+    """Plain texts (commands as words, no slashes); an invite shows its first item at once."""
+    out: list[str] = []
+    for r in results:
+        if isinstance(r, RoundInvite):
+            intro = invite_intro(r, tz)
+            if r.cards:
+                intro += "直接回复即可作答，答完自动出下一题。"
+                out.append(intro + "\n\n" + render_card(r.cards[0], tz))
+            else:
+                out.append(intro)
+            continue
+        try:
+            out.append(render(r, tz, slash=False))
+        except TypeError:  # a result kind this channel cannot show as text
+            log.warning("cannot render %s as text", type(r).__name__)
+            continue
+        if isinstance(r, AnswerResult):
+            if r.case:
+                out.append(render_case(r.case))
+            if r.next_card:
+                out.append(render_card(r.next_card, tz))
+            elif not r.duplicate and r.round_id is not None:
+                out.append("🎉 本轮题目已全部作答，感谢参与！")
+    return out

@@ -586,6 +586,12 @@ class FakeWeComAPI(FakeApi):
                                "CardType": "button_interaction", "ResponseCode": code,
                                "AgentID": self.agentid})
 
+    def event_callback(self, userid: str, event: str, **fields: Any) -> Callback:
+        """Any other event (enter_agent, subscribe, or a hand-made template_card_event)."""
+        return self._envelope({"ToUserName": self.corpid, "FromUserName": userid,
+                               "CreateTime": int(self.clock().timestamp()), "MsgType": "event", "Event": event,
+                               **fields, "AgentID": self.agentid})
+
     def url_check(self, echostr_plain: str, *, bad_signature: bool = False) -> dict[str, str]:
         encrypted = self.crypto.encrypt(echostr_plain)
         timestamp, nonce = str(int(self.clock().timestamp())), "7654321"

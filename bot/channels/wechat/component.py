@@ -16,7 +16,6 @@ from bot.channels.wechat.messenger import PLATFORM, WeChatMessenger
 from bot.channels.wx_api import ApiCaller
 from bot.channels.wx_codec import WeChatCodec
 from bot.channels.wx_inbound import DEFAULT_BUDGET, InboundFlow, Ledger
-from bot.channels.wx_tokens import FetchedToken, TokenStore
 from bot.config import ConfigError, Settings
 
 log = logging.getLogger(__name__)
@@ -51,9 +50,9 @@ class WeChatComponent:
         self.base_url = api_base(s.wechat_api_base_url)
         client = WeChatClient(appid, secret)
         client.API_BASE_URL = self.base_url  # instance attribute: wechatpy builds URLs from it
-        self._token_params = {"grant_type": "client_credential", "appid": appid, "secret": secret}
-        self.tokens = TokenStore(app.db, f"wechat:token:{appid}", self._fetch_token, clock=clock)
-        self.api = ApiCaller(client, self.tokens)
+        self.api = ApiCaller(client, db=app.db, token_key=f"wechat:token:{appid}", token_url=self.base_url + "token",
+                             token_params={"grant_type": "client_credential", "appid": appid, "secret": secret},
+                             clock=clock)
         self.messenger = WeChatMessenger(self.api, app.db, tz=s.tz, clock=clock, template_id=s.wechat_template_id)
         self.ledger = Ledger(app.db, PLATFORM, clock=clock)
         aes_key = s.wechat_aes_key.get_secret_value() if s.wechat_aes_key else None
@@ -63,9 +62,6 @@ class WeChatComponent:
         self.routes: list[BaseRoute] = [Route(CALLBACK_PATH, self.inbound.endpoint, methods=["GET", "POST"])]
         self._clock = clock
         self._purger: asyncio.Task[None] | None = None
-
-    async def _fetch_token(self) -> FetchedToken:
-        return await self.api.fetch_token(self.base_url + "token", self._token_params)
 
     async def start(self) -> None:
         self._purger = asyncio.create_task(self._purge_loop())

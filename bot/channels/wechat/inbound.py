@@ -13,18 +13,17 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from wechatpy.parser import parse_message
 from wechatpy.replies import TextReply
 
-from bot.channels.wechat.messenger import PLATFORM, WeChatMessenger, render_texts
+from bot.channels.wechat.messenger import PLATFORM, WeChatMessenger
 from bot.channels.wx_api import ApiError
-from bot.channels.wx_codec import MAX_BODY, Rejected, WeChatCodec, parse_xml
+from bot.channels.wx_codec import Rejected, WeChatCodec, parse_xml, read_body
 from bot.channels.wx_identity import set_active, touch
 from bot.channels.wx_inbound import InboundFlow, Message, Reply, message_key
-from bot.channels.wx_text import pack_texts
+from bot.channels.wx_text import NOT_TEXT, pack_texts, render_texts
 from bot.core.commands import Command, Help
 from bot.core.parsing import parse_text
 from bot.core.results import Notice
@@ -33,18 +32,8 @@ from bot.storage.db import Database
 
 log = logging.getLogger(__name__)
 
-NOT_TEXT = "目前只能识别文字消息。请直接回复选项字母作答，或发送「帮助」查看全部功能。"
 
 Work = Callable[[], Awaitable[Reply]]
-
-
-async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise Rejected(413, "body too large")
-    return body
 
 
 def text_reply(texts: list[str]) -> Reply:
@@ -81,7 +70,7 @@ class WeChatInbound:
         key = message_key(msg_id=raw.get("MsgId"), sender=msg.source, create_time=raw.get("CreateTime", ""),
                           event=raw.get("Event") or "", extra=raw.get("EventKey") or "")
         reply = await self.flow.run(key, msg.source, work)
-        background = BackgroundTask(self.send_messages, msg.source, reply.followups) if reply.followups else None
+        background = self.flow.after_response(msg.source, reply.followups)
         if reply.passive is None:
             return PlainTextResponse("success", background=background)
         xml_out = TextReply(source=msg.target, target=msg.source, content=reply.passive["content"]).render()

@@ -20,11 +20,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from bot.channels.base import Recipient, SendOutcome, SendStatus
-from bot.channels.text import render, render_card, render_case
 from bot.channels.wx_api import ApiCaller, ApiError
 from bot.channels.wx_identity import in_kf_window
-from bot.channels.wx_text import clip, pack_texts
-from bot.core.results import AnswerResult, CaseCard, Notice, Result, RoundInvite
+from bot.channels.wx_text import clip, pack_texts, render_texts
+from bot.core.results import CaseCard, Notice, Result, RoundInvite
 from bot.core.service import Clock
 from bot.storage.db import Database
 from bot.storage.models import AuditLog
@@ -34,34 +33,6 @@ log = logging.getLogger(__name__)
 PLATFORM = "wechat"
 WINDOW_CLOSED = frozenset({45015, 45047})  # out of the 48 h window / too many without a reply
 GONE = frozenset({43004, 40003, 43019})  # not following / invalid openid / blacklisted us
-
-
-def render_texts(results: list[Result], tz: ZoneInfo) -> list[str]:
-    """Plain texts for 公众号 (no slash commands); an invite shows its first item at once."""
-    out: list[str] = []
-    for r in results:
-        if isinstance(r, RoundInvite):
-            intro = (f"【{r.title}】{r.org_name}本周共 {len(r.cards)} 道廉政学习题，"
-                     f"请于 {r.deadline.astimezone(tz):%m月%d日 %H:%M} 前完成。")
-            if r.cards:
-                intro += "直接回复即可作答，答完自动出下一题。"
-                out.append(intro + "\n\n" + render_card(r.cards[0], tz))
-            else:
-                out.append(intro)
-            continue
-        try:
-            out.append(render(r, tz, slash=False))
-        except TypeError:  # a result kind this channel cannot show as text
-            log.warning("wechat: cannot render %s", type(r).__name__)
-            continue
-        if isinstance(r, AnswerResult):
-            if r.case:
-                out.append(render_case(r.case))
-            if r.next_card:
-                out.append(render_card(r.next_card, tz))
-            elif not r.duplicate and r.round_id is not None:
-                out.append("🎉 本轮题目已全部作答，感谢参与！")
-    return out
 
 
 def template_data(results: list[Result], tz: ZoneInfo, now: datetime) -> dict[str, dict[str, str]]:
