@@ -1,8 +1,10 @@
 """`qingfeng backup`: a consistent copy of the SQLite database while the service keeps running.
 
-SQLite's online backup API copies page by page through a normal connection, so it sees a
-consistent snapshot including what is still in the WAL, and writers are not blocked for
-long. The copy is switched to rollback-journal mode (one self-contained file), checked with
+SQLite's online backup API copies the pages through a normal connection, so it sees a
+consistent snapshot including what is still in the WAL. It copies in one step: in WAL mode
+that is one read transaction, which never blocks writers (copying in several steps would
+restart whenever another connection writes, and could keep restarting on a busy database).
+The copy is switched to rollback-journal mode (one self-contained file), checked with
 `PRAGMA integrity_check`, and only then moved to its final name. PostgreSQL is backed up
 with its own tool: `pg_dump_hint` says how, without printing the password.
 """
@@ -16,9 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
-
-PAGES_PER_STEP = 1024  # copy in steps so concurrent writers get the lock between steps
+from sqlalchemy.engine import URL, make_url
 
 
 class BackupError(Exception):
@@ -62,7 +62,7 @@ def backup_sqlite(source: Path, target: Path) -> BackupResult:
     partial.unlink(missing_ok=True)
     try:
         with closing(sqlite3.connect(source, timeout=30)) as src, closing(sqlite3.connect(partial)) as dst:
-            src.backup(dst, pages=PAGES_PER_STEP)
+            src.backup(dst)  # pages=-1: all in one read transaction
             dst.execute("PRAGMA journal_mode=DELETE")  # the source is WAL; the copy is one file
             problems = [r[0] for r in dst.execute("PRAGMA integrity_check")]
             if problems != ["ok"]:
@@ -78,8 +78,9 @@ def backup_sqlite(source: Path, target: Path) -> BackupResult:
 
 def pg_dump_hint(url: str, now: datetime | None = None) -> str:
     """How to back up (and restore) a PostgreSQL database, password left out."""
-    parsed = make_url(url).set(drivername="postgresql")
-    safe = parsed.set(password=None).render_as_string(hide_password=False)
+    parsed = make_url(url)
+    safe = URL.create("postgresql", username=parsed.username, host=parsed.host, port=parsed.port,
+                      database=parsed.database, query=parsed.query).render_as_string(hide_password=False)
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
     name = parsed.database or "qingfeng"
     user = parsed.username or "postgres"
