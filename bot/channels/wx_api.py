@@ -15,6 +15,7 @@ import concurrent.futures
 import logging
 import re
 import threading
+import traceback
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -74,12 +75,19 @@ class _Redact(logging.Filter):
     pattern = re.compile(r"(access_token|corpsecret|secret)=[^&\s\"']+")
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.args:
-            record.msg = record.msg % record.args if isinstance(record.msg, str) else record.msg
-            record.args = None
-        if isinstance(record.msg, str):
-            record.msg = self.pattern.sub(r"\1=***", record.msg)
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string must not lose the record
+            message = str(record.msg)
+        record.msg, record.args = self.pattern.sub(r"\1=***", message), None
         return True
+
+
+def log_failure(logger: logging.Logger, what: str, exc: BaseException) -> None:
+    """Log an unexpected failure with its stack but without the exception's message, which
+    can carry SQL parameters, URLs with tokens or member data."""
+    frames = "".join(traceback.format_tb(exc.__traceback__))
+    logger.error("%s: %s\n%s", what, type(exc).__name__, frames)
 
 
 def install_log_redaction() -> None:

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,6 +26,7 @@ from sqlalchemy import delete, update
 from sqlmodel import col, select
 from starlette.background import BackgroundTask
 
+from bot.channels.wx_api import log_failure
 from bot.core.service import Clock
 from bot.storage.bulk import insert_one_ignore
 from bot.storage.db import Database
@@ -132,9 +134,19 @@ class InboundFlow:
         self.send = send  # delivers messages through the platform API (never raises)
         self.budget = budget
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._user_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._after_response = 0  # follow-ups waiting for their HTTP response to go out
         self._idle = asyncio.Event()
         self._idle.set()
+
+    def _lock_for(self, user: str) -> asyncio.Lock:
+        """One message at a time per member in this process: "A" then "B" typed quickly must
+        answer the current item and then the next, not race for the same one."""
+        lock = self._user_locks.get(user)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._user_locks[user] = lock
+        return lock
 
     async def run(self, key: str, user: str, work: Callable[[], Awaitable[Reply]]) -> Reply:
         """Return what to answer now: `passive` in the response, `followups` right after it."""
@@ -155,9 +167,10 @@ class InboundFlow:
 
     async def _process(self, key: str, user: str, work: Callable[[], Awaitable[Reply]]) -> Reply:
         try:
-            reply = await work()
-        except Exception:
-            log.exception("%s callback failed", self.ledger.platform)
+            async with self._lock_for(user):
+                reply = await work()
+        except Exception as exc:
+            log_failure(log, f"{self.ledger.platform} callback failed", exc)
             busy = Reply(passive={"type": "text", "content": BUSY_TEXT})
             if await self.ledger.forget(key) == "deferred":
                 await self.send(user, busy.messages())

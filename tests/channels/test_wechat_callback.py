@@ -226,3 +226,12 @@ async def test_slow_work_is_answered_empty_then_sent_as_customer_service_message
         await wx.component.inbound.flow.drain()
         assert len(wx.fake.kf_texts(openid)) == 1
         assert await answers_of(wx, openid) == [("t-single-001", "C")]
+
+
+async def test_quick_successive_answers_go_to_successive_items(wx):
+    tree, openid = await member_openid(wx)
+    await open_test_round(wx.app, tree.root, ["t-single-001", "t-single-002"])
+    callbacks = [wx.fake.text_callback(openid, choice) for choice in ("C", "B")]  # two MsgIds
+    responses = await asyncio.gather(*(wx.post(cb) for cb in callbacks))
+    assert all(r.status_code == 200 for r in responses)
+    assert {item for item, _ in await answers_of(wx, openid)} == {"t-single-001", "t-single-002"}

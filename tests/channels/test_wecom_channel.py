@@ -168,6 +168,8 @@ async def test_push_of_a_multiple_choice_item_is_text_with_reply_hint(wc):
     text = wc.fake.texts(userid_of(tree, tree.secretaries[0]))[0]
     assert "本周共 1 道廉政学习题" in text and "请回复全部正确选项的字母" in text
     assert wc.fake.sent_cards() == []
+    pushed = wc.fake.ok_calls("/cgi-bin/message/send")
+    assert all(c.body["enable_duplicate_check"] == 1 for c in pushed)  # a retried push is not shown twice
 
 
 def quiz_card(**kw) -> QuizCard:

@@ -19,7 +19,7 @@ from wechatpy.parser import parse_message
 from wechatpy.replies import TextReply
 
 from bot.channels.wechat.messenger import PLATFORM, WeChatMessenger
-from bot.channels.wx_api import ApiError
+from bot.channels.wx_api import ApiError, log_failure
 from bot.channels.wx_codec import Rejected, WeChatCodec, parse_xml, read_body
 from bot.channels.wx_identity import set_active, touch
 from bot.channels.wx_inbound import InboundFlow, Message, Reply, message_key
@@ -121,5 +121,5 @@ class WeChatInbound:
             await self.messenger.send_texts(openid, texts)
         except ApiError as exc:
             log.warning("wechat: reply by customer-service message failed: %s", exc)
-        except Exception:
-            log.exception("wechat: reply by customer-service message failed")
+        except Exception as exc:
+            log_failure(log, "wechat: reply by customer-service message failed", exc)

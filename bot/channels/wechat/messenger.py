@@ -20,10 +20,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from bot.channels.base import Recipient, SendOutcome, SendStatus
-from bot.channels.wx_api import ApiCaller, ApiError
+from bot.channels.wx_api import ApiCaller, ApiError, log_failure
 from bot.channels.wx_identity import in_kf_window
 from bot.channels.wx_text import clip, pack_texts, render_texts
-from bot.core.results import CaseCard, Notice, Result, RoundInvite
+from bot.core.results import CaseCard, Notice, Reminder, Result, RoundInvite
 from bot.core.service import Clock
 from bot.storage.db import Database
 from bot.storage.models import AuditLog
@@ -37,6 +37,7 @@ GONE = frozenset({43004, 40003, 43019})  # not following / invalid openid / blac
 
 def template_data(results: list[Result], tz: ZoneInfo, now: datetime) -> dict[str, dict[str, str]]:
     invite = next((r for r in results if isinstance(r, RoundInvite)), None)
+    reminder = next((r for r in results if isinstance(r, Reminder)), None)
     if invite is not None:
         fields = {
             "first": "您有新的廉政学习题待完成",
@@ -44,6 +45,14 @@ def template_data(results: list[Result], tz: ZoneInfo, now: datetime) -> dict[st
             "keyword2": f"{invite.deadline.astimezone(tz):%Y年%m月%d日 %H:%M}",
             "keyword3": f"{len(invite.cards)} 道题",
             "remark": "回复「答题」开始作答。",
+        }
+    elif reminder is not None:
+        fields = {
+            "first": "本轮廉政学习即将截止",
+            "keyword1": clip(reminder.title or "本周廉政学习", 20),
+            "keyword2": f"{reminder.deadline.astimezone(tz):%Y年%m月%d日 %H:%M}",
+            "keyword3": f"还有 {reminder.unanswered}/{reminder.total} 道题未答",
+            "remark": "回复「答题」继续作答。",
         }
     else:
         case = next((r for r in results if isinstance(r, CaseCard)), None)
@@ -77,7 +86,7 @@ class WeChatMessenger:
         except ApiError as exc:
             return SendOutcome(SendStatus.failed, str(exc))
         except Exception as exc:  # keep the push going; the delivery row records the failure
-            log.exception("wechat send failed unexpectedly")
+            log_failure(log, "wechat send failed unexpectedly", exc)
             return SendOutcome(SendStatus.failed, type(exc).__name__)
 
     async def _send(self, recipient: Recipient, results: list[Result]) -> SendOutcome:

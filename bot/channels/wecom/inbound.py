@@ -20,7 +20,7 @@ from wechatpy.enterprise.replies import TextReply
 
 from bot.channels.wecom.cards import parse_button_key
 from bot.channels.wecom.messenger import PLATFORM, Gone, WeComMessenger, plan
-from bot.channels.wx_api import ApiError
+from bot.channels.wx_api import ApiError, log_failure
 from bot.channels.wx_codec import Rejected, WeComCodec, parse_xml, read_body
 from bot.channels.wx_identity import touch
 from bot.channels.wx_inbound import InboundFlow, Message, Reply, message_key
@@ -135,5 +135,5 @@ class WeComInbound:
             await self.messenger.deliver(userid, messages)
         except (ApiError, Gone) as exc:
             log.warning("wecom: follow-up message failed: %s", exc)
-        except Exception:
-            log.exception("wecom: follow-up message failed")
+        except Exception as exc:
+            log_failure(log, "wecom: follow-up message failed", exc)

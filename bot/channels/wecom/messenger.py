@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 from bot.channels.base import Recipient, SendOutcome, SendStatus
 from bot.channels.text import render_answer, render_card, render_case
 from bot.channels.wecom.cards import build_card, card_allowed
-from bot.channels.wx_api import ApiCaller, ApiError
+from bot.channels.wx_api import ApiCaller, ApiError, log_failure
 from bot.channels.wx_inbound import Message
 from bot.channels.wx_text import invite_intro, pack_texts, render_texts
 from bot.core.results import AnswerResult, QuizCard, Result, RoundInvite
@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 
 PLATFORM = "wecom"
 GONE = frozenset({81013, 60111, 60011})  # not in the app's visible range / unknown user / no privilege
-STALE_CARD = frozenset({60140})  # the card's response_code expired or was used: nothing to update
+STALE_CARD = frozenset({60140})
+DUPLICATE_WINDOW = 1800  # seconds  # the card's response_code expired or was used: nothing to update
 
 
 class Gone(Exception):
@@ -72,23 +73,28 @@ class WeComMessenger:
 
     async def send(self, recipient: Recipient, results: list[Result]) -> SendOutcome:
         try:
-            await self.deliver(recipient.external_id, plan(results, recipient.external_id, self.tz))
+            await self.deliver(recipient.external_id, plan(results, recipient.external_id, self.tz), dedupe=True)
         except Gone as exc:
             return SendOutcome(SendStatus.blocked, str(exc))
         except ApiError as exc:
             return SendOutcome(SendStatus.failed, str(exc))
         except Exception as exc:  # keep the push going; the delivery row records it
-            log.exception("wecom send failed unexpectedly")
+            log_failure(log, "wecom send failed unexpectedly", exc)
             return SendOutcome(SendStatus.failed, type(exc).__name__)
         return SendOutcome(SendStatus.sent)
 
-    async def deliver(self, userid: str, messages: list[Message]) -> None:
+    async def deliver(self, userid: str, messages: list[Message], *, dedupe: bool = False) -> None:
+        # Pushes ask WeCom to drop an identical message within 30 min: a retry after a timeout
+        # (sent, but the answer was lost) then does not reach the member twice. Replies do not:
+        # asking 帮助 twice must answer twice.
+        extra = {"enable_duplicate_check": 1, "duplicate_check_interval": DUPLICATE_WINDOW} if dedupe else {}
         for message in messages:
             kind = message.get("type")
             if kind == "text":
-                await self._send(userid, {"msgtype": "text", "text": {"content": message["content"]}})
+                await self._send(userid, {"msgtype": "text", "text": {"content": message["content"]}, **extra})
             elif kind == "card":
-                await self._send(userid, {"msgtype": "template_card", "template_card": message["template_card"]})
+                await self._send(userid, {"msgtype": "template_card", "template_card": message["template_card"],
+                                          **extra})
             elif kind == "update_button":
                 await self._update_button(userid, message["response_code"], message["replace_name"])
 
