@@ -1,0 +1,122 @@
+"""The Telegram channel as a runtime component: one PTB `Application`, polling by default,
+or a webhook served by the project's ASGI app at /telegram/webhook."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import BaseRoute, Route
+from telegram import BotCommand, Update
+from telegram.ext import AIORateLimiter, Application, ApplicationBuilder
+
+from bot.app import App
+from bot.channels.telegram.handlers import COMMANDS, TelegramHandlers
+from bot.channels.telegram.messenger import TelegramMessenger
+from bot.config import Settings
+
+log = logging.getLogger(__name__)
+WEBHOOK_PATH = "/telegram/webhook"
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+ALLOWED_UPDATES = ["message", "callback_query", "poll_answer"]
+POLL_TIMEOUT = 10  # seconds a getUpdates long poll may wait
+
+
+def _token(settings: Settings) -> str:
+    if settings.telegram_token is None:
+        raise ValueError("QINGFENG_TELEGRAM_TOKEN is not set")
+    return settings.telegram_token.get_secret_value()
+
+
+def api_base(settings: Settings) -> tuple[str, str] | None:
+    """(base_url, base_file_url) for PTB from the server root (a trailing /bot is accepted)."""
+    if not settings.telegram_base_url:
+        return None
+    root = settings.telegram_base_url.rstrip("/").removesuffix("/bot")
+    return root + "/bot", root + "/file/bot"
+
+
+def webhook_secret(settings: Settings) -> str:
+    """The configured secret, else one derived from the token (stable across replicas)."""
+    if settings.telegram_webhook_secret is not None:
+        return settings.telegram_webhook_secret.get_secret_value()
+    return hashlib.sha256(b"qingfeng-webhook:" + _token(settings).encode()).hexdigest()[:48]
+
+
+def build_application(settings: Settings, *, polling: bool = True) -> Application:  # type: ignore[type-arg]
+    # httpx logs every request URL at INFO, and Bot API URLs contain the token.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    timeout = settings.telegram_request_timeout
+    builder = (ApplicationBuilder().token(_token(settings))
+               .connect_timeout(timeout).read_timeout(timeout).write_timeout(timeout)
+               .media_write_timeout(timeout).pool_timeout(timeout)
+               .job_queue(None))  # the project's scheduler does the timing
+    base = api_base(settings)
+    if base is not None:
+        builder = builder.base_url(base[0]).base_file_url(base[1])
+    if settings.telegram_rate_limit:
+        builder = builder.rate_limiter(AIORateLimiter(overall_max_rate=settings.telegram_max_rate,
+                                                      max_retries=settings.telegram_max_retries))
+    if not polling:
+        builder = builder.updater(None)
+    return builder.build()
+
+
+class TelegramComponent:
+    name = "telegram"
+
+    def __init__(self, app: App) -> None:
+        s = app.settings
+        self.webhook_url = s.telegram_webhook_url
+        self.application = build_application(s, polling=not self.webhook_url)
+        self.messenger = TelegramMessenger(self.application.bot, app.db, s)
+        self.handlers = TelegramHandlers(app, self.messenger)
+        self.handlers.register(self.application)
+        self._secret = webhook_secret(s).encode()
+        self.routes: list[BaseRoute] = (
+            [Route(WEBHOOK_PATH, self.webhook, methods=["POST"])] if self.webhook_url else [])
+        self._running = False
+
+    async def start(self) -> None:
+        application, bot = self.application, self.application.bot
+        await application.initialize()  # getMe
+        await self.handlers.start(bot.id)
+        await self.messenger.call(lambda: bot.set_my_commands([BotCommand(c, d) for c, d in COMMANDS]))
+        if self.webhook_url:
+            url = self.webhook_url
+            await self.messenger.call(lambda: bot.set_webhook(
+                url, secret_token=self._secret.decode(), allowed_updates=ALLOWED_UPDATES))
+        await application.start()
+        if not self.webhook_url and application.updater is not None:
+            await application.updater.start_polling(
+                timeout=POLL_TIMEOUT, bootstrap_retries=3, allowed_updates=ALLOWED_UPDATES,
+                error_callback=lambda exc: log.warning("telegram polling error: %s", type(exc).__name__))
+        self._running = True
+        log.info("telegram started (%s)", "webhook" if self.webhook_url else "polling")
+
+    async def stop(self) -> None:
+        self._running = False
+        application = self.application
+        if application.updater is not None and application.updater.running:
+            await application.updater.stop()
+        if application.running:
+            await application.stop()
+        await self.handlers.stop()
+        await application.shutdown()
+
+    async def webhook(self, request: Request) -> Response:
+        given = request.headers.get(SECRET_HEADER, "").encode()
+        if not hmac.compare_digest(given, self._secret):
+            return PlainTextResponse("forbidden", status_code=403)
+        if not self._running:
+            return PlainTextResponse("not ready", status_code=503)  # Telegram retries later
+        try:
+            update = Update.de_json(await request.json(), self.application.bot)
+        except Exception:
+            log.warning("telegram webhook: undecodable update")
+            return PlainTextResponse("bad update", status_code=400)
+        await self.application.update_queue.put(update)
+        return PlainTextResponse("ok")

@@ -1,0 +1,115 @@
+"""Outbound Telegram: push a round (an intro plus one message per item) and other results.
+
+Per recipient the messages go out in order; each call is retried (rate limits, 5xx, network)
+before the push gives up on that member. A user who blocked the bot comes back as `blocked`
+(core then marks the identity inactive) and the push goes on. If a push stops part-way the
+number of messages already sent is remembered, so the retry resumes instead of repeating.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from datetime import timedelta
+from types import TracebackType
+
+from sqlmodel import col, select
+from telegram import Bot, Message, Poll
+from telegram.error import Forbidden, TelegramError
+
+from bot.channels.base import Recipient, SendOutcome, SendStatus
+from bot.channels.telegram import state
+from bot.channels.telegram.render import OutMessage, PollSpec, invite_messages, messages_for, poll_for
+from bot.channels.telegram.retry import RetryPolicy, Sleep, with_retries
+from bot.config import Settings
+from bot.core.results import Result, RoundInvite
+from bot.storage.db import Database
+from bot.storage.models import BankItem
+
+log = logging.getLogger(__name__)
+PLATFORM = "telegram"
+POLL_MEMORY = timedelta(days=30)  # how long after the deadline a poll answer is still matched
+
+
+class TelegramMessenger:
+    platform = PLATFORM
+
+    def __init__(self, bot: Bot, db: Database, settings: Settings, *, sleep: Sleep = asyncio.sleep) -> None:
+        self.bot = bot
+        self.db = db
+        self.settings = settings
+        self.policy = RetryPolicy(max_retries=settings.telegram_max_retries,
+                                  backoff=settings.telegram_retry_backoff)
+        self.sleep = sleep
+        self._polls: OrderedDict[int, dict[str, PollSpec]] = OrderedDict()  # round id -> item -> poll
+
+    # A standalone messenger (e.g. a CLI push) owns its bot's HTTP session.
+    async def __aenter__(self) -> TelegramMessenger:
+        await self.bot.initialize()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.bot.shutdown()
+
+    async def call(self, make_call):  # type: ignore[no-untyped-def]
+        """Run one Bot API call with this messenger's retry policy (used by the handlers too)."""
+        return await with_retries(make_call, self.policy, sleep=self.sleep)
+
+    async def deliver(self, chat_id: int, msg: OutMessage) -> Message:
+        if msg.poll is not None:
+            p = msg.poll
+            return await self.call(lambda: self.bot.send_poll(
+                chat_id, p.question, p.options, is_anonymous=False, type=Poll.QUIZ,
+                allows_multiple_answers=p.multiple, correct_option_ids=p.correct, explanation=p.explanation))
+        return await self.call(lambda: self.bot.send_message(chat_id, msg.text, reply_markup=msg.keyboard))
+
+    async def send(self, recipient: Recipient, results: list[Result]) -> SendOutcome:
+        try:
+            chat_id = int(recipient.external_id)
+        except ValueError:
+            return SendOutcome(SendStatus.failed, "not a Telegram chat id")
+        invite = results[0] if len(results) == 1 and isinstance(results[0], RoundInvite) else None
+        if invite is not None:
+            polls = await self._polls_for(invite) if self.settings.telegram_quiz_polls else None
+            messages = invite_messages(invite, self.settings.tz, polls=polls)
+            start = await state.push_progress(self.db, invite.round_id, recipient.identity_id)
+        else:
+            messages, start = messages_for(results, self.settings.tz), 0
+        for i in range(start, len(messages)):
+            msg = messages[i]
+            try:
+                sent = await self.deliver(chat_id, msg)
+            except Forbidden:
+                return SendOutcome(SendStatus.blocked, "forbidden")
+            except TelegramError as exc:
+                if invite is not None and i > start:
+                    await state.save_push_progress(self.db, invite.round_id, recipient.identity_id, i)
+                log.warning("telegram send gave up after retries: %s", type(exc).__name__)
+                return SendOutcome(SendStatus.failed, f"{type(exc).__name__}: {exc}"[:200])
+            if msg.poll is not None and sent.poll is not None and msg.card is not None:
+                await state.remember_poll(self.db, sent.poll.id, round_id=msg.card.round_id,
+                                          item_id=msg.card.item_id, until=msg.card.deadline + POLL_MEMORY)
+        if invite is not None and start:
+            await state.clear_push_progress(self.db, invite.round_id, recipient.identity_id)
+        return SendOutcome(SendStatus.sent)
+
+    async def _polls_for(self, invite: RoundInvite) -> dict[str, PollSpec]:
+        """Quiz polls for a round's cards, built once per round (keys come from the database)."""
+        cached = self._polls.get(invite.round_id)
+        if cached is not None:
+            return cached
+        ids = [c.item_id for c in invite.cards]
+        async with self.db.session() as session:
+            items = {i.id: i for i in (await session.exec(select(BankItem).where(col(BankItem.id).in_(ids)))).all()}
+        polls = {}
+        for card in invite.cards:
+            item = items.get(card.item_id)
+            spec = poll_for(card, item.answer, item.content["explanation"]) if item else None
+            if spec is not None:
+                polls[card.item_id] = spec
+        self._polls[invite.round_id] = polls
+        while len(self._polls) > 16:
+            self._polls.popitem(last=False)
+        return polls
