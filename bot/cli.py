@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from bot.config import ConfigError, Settings, load_settings
+from scheduler.cli import campaign_command, push_now, schedule_app
 
 app = typer.Typer(help="清风 Qingfeng — 廉政教育学习助手", no_args_is_help=True, add_completion=False)
 db_app = typer.Typer(help="数据库迁移", no_args_is_help=True)
@@ -26,6 +27,8 @@ app.add_typer(bank_app, name="bank")
 app.add_typer(org_app, name="org")
 dev_app = typer.Typer(help="开发与基准测试工具", no_args_is_help=True)
 app.add_typer(dev_app, name="dev")
+app.add_typer(schedule_app, name="schedule")
+app.command("campaign")(campaign_command)
 
 console = Console()
 err = Console(stderr=True)
@@ -318,36 +321,14 @@ def push(
     now: Annotated[bool, typer.Option("--now", help="立即开启一轮推送")] = False,
     items: Annotated[int | None, typer.Option(help="题目数量")] = None,
     days: Annotated[int | None, typer.Option(help="作答期限（天）")] = None,
+    wait: Annotated[bool, typer.Option(help="显示运行中的 qingfeng run 发送本轮的进度")] = True,
+    timeout: Annotated[float, typer.Option(help="最多等待发送完成的秒数")] = 600,
 ) -> None:
-    """立即为某组织（含下级）开启一轮学习推送。"""
-    from bot.app import start_app
-    from bot.core import quiz
-    from bot.core.orgs import find_org
-
+    """立即为某组织（含下级）开启一轮学习推送，由运行中的 qingfeng run 发送并显示进度。"""
     if not now:
         err.print("请加 --now 确认立即推送（定时推送见 qingfeng schedule）。")
         raise typer.Exit(2)
-    s = settings()
-
-    async def go() -> None:
-        a = await start_app(s)
-        try:
-            async with a.db.session() as session:
-                target = await find_org(session, org)
-                chosen = await quiz.choose_items(session, target, items or s.round_items,
-                                                 include_drafts=s.push_drafts)
-                if not chosen:
-                    err.print("[red]题库中没有可推送的题目（只推送 approved 状态的题）。[/red]")
-                    raise typer.Exit(1)
-                opens = datetime.now(UTC)
-                rnd = await quiz.open_round(session, org=target, item_ids=chosen, opens_at=opens,
-                                            deadline=opens + timedelta(days=days or s.round_days),
-                                            kind="manual", title="即时推送")
-            console.print(f"已开启第 {rnd.id} 轮：{len(chosen)} 道题，推送对象为「{target.name}」及下级组织。")
-        finally:
-            await a.db.dispose()
-
-    asyncio.run(go())
+    push_now(settings(), org=org, items=items, days=days, wait=wait, timeout=timeout)
 
 
 @app.command()

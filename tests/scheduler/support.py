@@ -12,7 +12,8 @@ from sqlmodel import col, select
 
 from bot.app import App
 from bot.channels.webhook import WebhookMessenger
-from bot.storage.models import Delivery, Notification, Organization, Round, Schedule
+from bot.storage.bulk import insert_ignore
+from bot.storage.models import ChannelIdentity, Delivery, Notification, Organization, Round, Schedule
 from scheduler.schedules import set_schedule
 from tests.fakes.webhook_server import FakeWebhookServer
 
@@ -58,3 +59,15 @@ async def notifications(app: App, kind: str | None = None) -> list[Notification]
 
 def local(dt: datetime, tz: ZoneInfo = SH) -> str:
     return dt.astimezone(tz).strftime("%a %m-%d %H:%M")
+
+
+async def bind_all(app: App, member_ids: list[int], platform: str = "webhook") -> dict[int, str]:
+    """Bound chat identities for many members at once (binding itself is tested in tests/core);
+    returns member id → external id."""
+    ids = {m: f"{platform}-{m}" for m in member_ids}
+    async with app.db.session() as s:
+        await insert_ignore(s, ChannelIdentity, [
+            {"member_id": m, "platform": platform, "external_id": ext, "active": True, "bound_at": app.service.clock()}
+            for m, ext in ids.items()])
+        await s.commit()
+    return ids
