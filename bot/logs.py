@@ -91,8 +91,9 @@ class JsonFormatter(logging.Formatter):
 
 
 PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-# Loggers that would put secrets or chat ids on the wire at INFO/DEBUG.
-QUIET_LOGGERS = ("httpx", "httpcore", "urllib3", "requests", "hpack", "telegram.ext.ExtBot", "wechatpy")
+# Loggers that would put secrets or chat ids on the wire at INFO/DEBUG, or log every job run.
+QUIET_LOGGERS = ("httpx", "httpcore", "urllib3", "requests", "hpack", "telegram.ext.ExtBot", "wechatpy",
+                 "apscheduler")
 
 
 def setup_logging(level: str = "INFO", *, json_lines: bool = False, stream: IO[str] | None = None) -> logging.Handler:

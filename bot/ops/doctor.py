@@ -11,6 +11,7 @@ configured secret values are masked as well.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -188,6 +189,9 @@ def _default_font_candidates() -> Iterator[Path]:
         yield Path(font_path())
     except Exception:  # charts not importable or its font missing: search on
         pass
+    spec = importlib.util.find_spec("mplfonts")  # the locked wheel's Noto Sans CJK (not SimHei: not free)
+    if spec and spec.origin:
+        yield from sorted((Path(spec.origin).parent / "fonts").glob("Noto*CJK*"))
     known = [Path(f.fname) for f in font_manager.fontManager.ttflist]
     yield from (p for p in known if any(h in p.name.lower() for h in ("cjk", "han", "wqy", "noto", "droid")))
     yield from (Path(p) for p in font_manager.findSystemFonts())
@@ -203,7 +207,9 @@ def find_cjk_font(candidates: Iterable[Path] | None = None) -> tuple[Path, str] 
             font = font_manager.get_font(str(path))
         except Exception:  # unreadable or not a font
             continue
-        if all(font.get_char_index(ord(c)) for c in CJK_SAMPLE):
+        glyphs = [font.get_char_index(ord(c)) for c in CJK_SAMPLE]
+        # Distinct glyphs, not merely mapped ones: "last resort" fonts map a whole block to one box.
+        if all(glyphs) and len(set(glyphs)) == len(set(CJK_SAMPLE)):
             return path, font.family_name
     return None
 

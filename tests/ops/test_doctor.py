@@ -174,5 +174,8 @@ def test_font_check_finds_cjk_glyphs_and_fails_without_them():
     assert check_fonts().status is Status.ok
     latin_only = Path(get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
     assert find_cjk_font([latin_only]) is None
+    # matplotlib's "last resort" font maps every code point, but to one placeholder box per block.
+    last_resort = Path(get_data_path()) / "fonts" / "ttf" / "LastResortHE-Regular.ttf"
+    assert find_cjk_font([last_resort, latin_only]) is None
     missing = check_fonts([latin_only])
     assert missing.status is Status.fail and "fonts-noto-cjk" in missing.fix

@@ -131,6 +131,13 @@ async def test_readyz_reports_old_schema_and_unreachable_database(tmp_path):
             assert (await client.get("/metrics")).status_code == 200  # still renders
     finally:
         await db.dispose()
+    empty = Database(f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}")  # never migrated: no alembic table
+    try:
+        async with serving(build_web_app(empty)) as client:
+            resp = await client.get("/readyz")
+            assert resp.status_code == 503 and resp.json()["checks"]["migrations"].startswith("missing ")
+    finally:
+        await empty.dispose()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
