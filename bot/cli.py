@@ -215,7 +215,7 @@ def _import_wecom(s: Settings, root: int | None) -> None:
             async with a.db.session() as session:
                 r = await import_directory(session, WeComDirectory(api), root=root, now=datetime.now(UTC))
         finally:
-            api.close()
+            await api.close()
             await a.db.dispose()
         for note in r.notes:
             console.print(note, soft_wrap=True)

@@ -24,7 +24,7 @@ from wechatpy.client.base import BaseWeChatClient
 from wechatpy.exceptions import WeChatClientException
 from wechatpy.session import SessionStorage
 
-from bot.channels.wx_tokens import FetchedToken, TokenStore
+from bot.channels.wx_tokens import FetchedToken, TokenStore, make_token_store
 from bot.core.service import Clock
 from bot.storage.db import Database
 
@@ -116,11 +116,12 @@ class ApiCaller:
     """Runs `fn(client)` in a worker thread with a valid shared token; maps errors to ApiError."""
 
     def __init__(self, client: BaseWeChatClient, *, db: Database, token_key: str, token_url: str,
-                 token_params: dict[str, str], clock: Clock, workers: int = 8) -> None:
+                 token_params: dict[str, str], clock: Clock, redis_url: str | None = None, workers: int = 8) -> None:
         self.client = client
         self._token_url = token_url
         self._token_params = token_params
-        self.store = TokenStore(db, token_key, self._fetch_token, clock=clock)
+        self.store: TokenStore = make_token_store(db=db, redis_url=redis_url, key=token_key,
+                                                  fetch=self._fetch_token, clock=clock)
         self._tokens = _ThreadToken()
         client.session = self._tokens
         client.auto_retry = False
@@ -170,6 +171,7 @@ class ApiCaller:
             raise ApiError(int(result.get("errcode") or -1), str(result.get("errmsg", ""))[:80])
         return FetchedToken(str(result["access_token"]), int(result.get("expires_in", 7200)))
 
-    def close(self) -> None:
+    async def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self.client._http.close()
+        await self.store.close()

@@ -4,8 +4,15 @@ window, template fallback on 45015, blocked followers, and the shared access tok
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import shutil
+import socket
+import subprocess
+import time
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import update
 from sqlmodel import col, func, select
 
@@ -13,7 +20,7 @@ from bot.channels.base import Recipient, SendStatus
 from bot.channels.wechat import WeChatComponent
 from bot.core.push import send_round
 from bot.core.results import Notice
-from bot.storage.models import AuditLog, ChannelIdentity, Delivery, DeliveryStatus
+from bot.storage.models import AuditLog, ChannelIdentity, Delivery, DeliveryStatus, KeyValue
 from tests.channels.wx_support import wechat_app, wechat_fake, wechat_harness
 from tests.factories import build_org, open_test_round
 
@@ -145,3 +152,53 @@ async def test_token_refreshed_before_expiry_and_once_on_40001(database_url, clo
         outcome = await send(who, [Notice("4")])
         assert outcome.status is SendStatus.failed and "42001" in outcome.error
         assert wx.fake.token_fetches == 4  # exactly one refresh for that send, no loop
+
+
+@pytest.fixture
+def redis_url(tmp_path):
+    """A throwaway redis-server on 127.0.0.1 (skipped where Redis is not installed)."""
+    server = shutil.which("redis-server")
+    if server is None:
+        pytest.skip("redis-server not installed")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                             "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(500):
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.1):
+                break
+            time.sleep(0.01)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+async def test_token_shared_through_redis_when_configured(sqlite_url, clock, redis_url):
+    import redis.asyncio
+
+    with wechat_fake(clock) as fake:
+        apps = [await wechat_app(sqlite_url, clock, fake, redis_url=redis_url) for _ in range(2)]
+        components = [WeChatComponent(a) for a in apps]
+        try:
+            await build_org(apps[0], per_branch=7, branches=1, platform="wechat")
+            people = await recipients(apps[0])
+            outcomes = await asyncio.gather(*(components[i % 2].messenger.send(r, [Notice("提醒")])
+                                              for i, r in enumerate(people)))
+            assert {o.status for o in outcomes} == {SendStatus.sent} and fake.token_fetches == 1
+            client = redis.asyncio.from_url(redis_url)
+            stored = json.loads(await client.get(f"qingfeng:wechat:token:{fake.appid}"))
+            await client.aclose()
+            assert stored["access_token"] == fake.calls_to(TEMPLATE)[-1].query["access_token"]
+            async with apps[0].db.session() as s:  # not in the database when Redis holds it
+                assert await s.get(KeyValue, f"wechat:token:{fake.appid}") is None
+            fake.revoke_tokens()
+            assert (await components[1].messenger.send(people[0], [Notice("再提醒")])).status is SendStatus.sent
+            assert (await components[0].messenger.send(people[1], [Notice("再提醒")])).status is SendStatus.sent
+            assert fake.token_fetches == 2  # one refresh, then the other process reads it from Redis
+        finally:
+            for c, a in zip(components, apps, strict=True):
+                await c.stop()
+                await a.db.dispose()

@@ -45,7 +45,7 @@ async def directory(database_url, clock):
         try:
             yield app, fake, api
         finally:
-            api.close()
+            await api.close()
             await app.db.dispose()
 
 

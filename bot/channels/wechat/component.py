@@ -52,7 +52,7 @@ class WeChatComponent:
         client.API_BASE_URL = self.base_url  # instance attribute: wechatpy builds URLs from it
         self.api = ApiCaller(client, db=app.db, token_key=f"wechat:token:{appid}", token_url=self.base_url + "token",
                              token_params={"grant_type": "client_credential", "appid": appid, "secret": secret},
-                             clock=clock)
+                             clock=clock, redis_url=s.redis_url)
         self.messenger = WeChatMessenger(self.api, app.db, tz=s.tz, clock=clock, template_id=s.wechat_template_id)
         self.ledger = Ledger(app.db, PLATFORM, clock=clock)
         aes_key = s.wechat_aes_key.get_secret_value() if s.wechat_aes_key else None
@@ -80,4 +80,4 @@ class WeChatComponent:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._purger
         await self.inbound.flow.drain()
-        self.api.close()
+        await self.api.close()

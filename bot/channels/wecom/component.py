@@ -44,7 +44,7 @@ def wecom_caller(settings: Settings, app: App) -> ApiCaller:
     which = hashlib.sha256(secret.encode()).hexdigest()[:12]
     return ApiCaller(client, db=app.db, token_key=f"wecom:token:{settings.wecom_corpid}:{which}",
                      token_url=base + "gettoken", token_params={"corpid": settings.wecom_corpid, "corpsecret": secret},
-                     clock=app.service.clock)
+                     clock=app.service.clock, redis_url=settings.redis_url)
 
 
 class WeComComponent:
@@ -89,4 +89,4 @@ class WeComComponent:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._purger
         await self.inbound.flow.drain()
-        self.api.close()
+        await self.api.close()
