@@ -334,30 +334,57 @@ def push(
 @app.command()
 def report(
     org: Annotated[str, typer.Option("--org", help="组织名称或路径")],
-    period: Annotated[str, typer.Option(help="本周/上周/本月/上月/最近4周/全部/2026-11")] = "全部",
+    period: Annotated[str, typer.Option(
+        help="本周/上周/本月/上月/最近4周/全部/本轮/第12轮/2026-11/2026-11-01~2026-11-30")] = "全部",
+    fmt: Annotated[str, typer.Option("--format", help="text / xlsx / docx / html")] = "text",
+    out: Annotated[Path | None, typer.Option("--out", help="输出文件（text 默认输出到屏幕）")] = None,
 ) -> None:
-    """输出某组织某期间的答题统计（文本）。"""
+    """输出某组织某期间的答题统计报告：文本、Excel、Word 或 HTML。"""
     from bot.app import start_app
-    from bot.channels.text import render_summary
+    from bot.core.errors import QingfengError
     from bot.core.orgs import find_org
-    from bot.reports.period import parse_period
-    from bot.reports.stats import branch_summary
+    from bot.reports.document import build_document
+    from bot.reports.export import FORMATS, to_text, write_report
+    from bot.reports.period import LATEST_ROUND_WORDS, parse_period
+    from bot.reports.report import full_report
+    from bot.reports.stats import latest_round_period
 
+    if fmt not in FORMATS:
+        err.print(f"[red]不支持的格式「{fmt}」，可选：{' / '.join(FORMATS)}[/red]")
+        raise typer.Exit(2)
     s = settings()
-    p = parse_period(period, now=datetime.now(UTC), tz=s.tz)
-    if p is None:
+    now = datetime.now(UTC)
+    p = None if period in LATEST_ROUND_WORDS else parse_period(period, now=now, tz=s.tz)
+    if p is None and period not in LATEST_ROUND_WORDS:
         err.print(f"[red]无法识别的期间「{period}」[/red]")
         raise typer.Exit(2)
+    target_file = out if out is not None or fmt == "text" else Path(f"report.{fmt}")
 
     async def go() -> None:
         a = await start_app(s)
         try:
             async with a.db.session() as session:
                 target = await find_org(session, org)
-                summary = await branch_summary(session, org=target, period=p, min_group=s.report_min_group)
-            console.print(render_summary(summary), markup=False, highlight=False)
+                chosen = p or await latest_round_period(session, target, now)
+                if chosen is None:
+                    err.print(f"「{target.name}」还没有推送过学习题，暂无统计。")
+                    raise typer.Exit(1)
+                result = await full_report(session, org=target, period=chosen, min_group=s.report_min_group,
+                                           tz=s.tz, topic_names=a.bank.vocabulary.topics, now=now)
+        except QingfengError as exc:
+            err.print(f"[red]{exc.message}[/red]")
+            raise typer.Exit(1) from None
         finally:
             await a.db.dispose()
+        if target_file is None:
+            typer.echo(to_text(build_document(result, s.tz, with_charts=False)), nl=False)
+            return
+        try:
+            written = write_report(result, fmt, target_file, s.tz)
+        except OSError as exc:
+            err.print(f"[red]无法写入 {target_file}：{exc.strerror or exc}[/red]")
+            raise typer.Exit(1) from None
+        console.print(f"报告已写入 {written}")
 
     asyncio.run(go())
 

@@ -23,8 +23,10 @@ from bot.core.commands import SubmitAnswer
 from bot.core.invites import issue_code, redeem
 from bot.core.orgs import ensure_path, rank_level
 from bot.core.service import Sender
+from bot.reports.export import write_all
+from bot.reports.model import FullReport
 from bot.reports.period import Period
-from bot.reports.stats import branch_summary
+from bot.reports.report import full_report
 from bot.storage.models import Delivery, DeliveryStatus, Member, Organization, Role, utcnow
 from question_bank import LETTERS
 
@@ -144,21 +146,24 @@ async def run_demo(settings: Settings, *, out_dir: Path, seed: int = 2026,
                                      SubmitAnswer(choice=choice, round_id=rnd.id, item_id=item.id))
                 answers += 1
     clock.now = first_round + timedelta(weeks=ROUNDS)
-    text = await _report_text(app, root, first_round, clock.now)
     out_dir.mkdir(parents=True, exist_ok=True)
+    text, root_report = await _report_text(app, root, first_round, clock.now)
     (out_dir / "report.txt").write_text(text + "\n", encoding="utf-8")
+    # The 机关党委 report as a secretary would download it: Excel, Word, HTML and the charts.
+    write_all(root_report, out_dir, app.settings.tz)
     await app.db.dispose()
     return DemoResult(text=text, out_dir=out_dir, answers=answers)
 
 
-async def _report_text(app: App, root: Organization, start: datetime, end: datetime) -> str:
+async def _report_text(app: App, root: Organization, start: datetime, end: datetime) -> tuple[str, FullReport]:
     period = Period(start, end, f"近{ROUNDS}周")
-    parts = []
+    parts, reports = [], []
     async with app.db.session() as session:
         orgs = (await session.exec(select(Organization).where(col(Organization.path).startswith(root.path))
                                    .order_by(col(Organization.path)))).all()
         for org in orgs:
-            summary = await branch_summary(session, org=org, period=period,
-                                           min_group=app.settings.report_min_group)
-            parts.append(render_summary(summary))
-    return "\n\n".join(parts)
+            report = await full_report(session, org=org, period=period, min_group=app.settings.report_min_group,
+                                       tz=app.settings.tz, topic_names=app.bank.vocabulary.topics, now=end)
+            reports.append(report)
+            parts.append(render_summary(report))
+    return "\n\n".join(parts), reports[0]

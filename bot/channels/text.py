@@ -17,6 +17,8 @@ from bot.core.results import (
     Result,
     RoundInvite,
 )
+from bot.reports.model import FullReport
+from bot.reports.wording import band_sentence, ci_text, quote_stem, trend_sentence
 
 TYPE_NAMES = {"single": "单选题", "multiple": "多选题", "judge": "判断题"}
 
@@ -89,23 +91,44 @@ def render_record(rec: MemberRecord) -> str:
 
 
 def render_summary(s: BranchSummary) -> str:
+    """The short /report reply (and weekly digest): response, share correct, weak spots."""
     lines = [f"【{s.org_name}·{s.period_label}答题统计】"]
     if s.withheld:
         lines.append(f"作答人数少于 {s.min_group} 人，为保护个人信息，本期统计不予显示。")
         lines.append(f"推送 {s.pushed} 人次。")
         return "\n".join(lines)
-    lines.append(f"推送 {s.pushed} 人次，作答 {s.responded} 人次，回收率 {pct(s.response_rate)}")
-    lines.append(f"在{s.valid_answers}份有效回答中，正确答案比例为{pct(s.accuracy)}。")
-    if s.late_answers:
-        lines.append(f"（另有逾期作答 {s.late_answers} 份，未计入统计。）")
-    if s.items:
-        over80 = sum(1 for i in s.items if i.answered and i.correct / i.answered >= 0.8)
-        over90 = sum(1 for i in s.items if i.answered and i.correct / i.answered >= 0.9)
-        lines.append(f"{len(s.items)}个问题中，{over80}个准确率在80%以上，{over90}个在90%以上。")
+    if s.returned:
+        lines.append(f"推送 {s.pushed} 人次，回收 {s.returned} 人次（回收率 {pct(s.return_rate)}），"
+                     f"有效 {s.responded} 人次（有效比例 {pct(s.valid_rate)}）")
+    else:
+        lines.append(f"推送 {s.pushed} 人次，作答 {s.responded} 人次，回收率 {pct(s.response_rate)}")
+    ci = f"（95%置信区间{ci_text(s.ci)}）" if s.ci else ""
+    lines.append(f"在{s.valid_answers}份有效回答中，正确答案比例为{pct(s.accuracy)}{ci}。")
+    full = s if isinstance(s, FullReport) else None
+    if full and (trend := trend_sentence(full.accuracy, full.previous, full.min_group)):
+        lines.append(trend)
+    excluded = [f"逾期作答 {s.late_answers} 份"] if s.late_answers else []
+    if s.retired_answers:
+        excluded.append(f"已停用题目的作答 {s.retired_answers} 份")
+    if excluded:
+        lines.append(f"（另有{'、'.join(excluded)}，未计入统计。）")
+    shown = [i for i in s.items if not i.withheld and i.answered]
+    if shown:
+        lines.append(band_sentence(s.items))
         lines.append("薄弱题目：")
-        for stat in s.items[:3]:
-            stem = stat.stem if len(stat.stem) <= 40 else stat.stem[:40] + "…"
-            lines.append(f"· {stem}（{pct(stat.correct / stat.answered)}，N={stat.answered}）")
+        for stat in shown[:3]:
+            lines.append(f"· {quote_stem(stat.stem, 40)}（{pct(stat.accuracy)}，N={stat.answered}）")
+    if full:
+        weak = [t for t in full.topics if not t.withheld][:2]
+        if weak:
+            lines.append("薄弱主题：" + "、".join(f"{t.label}（{pct(t.accuracy)}）" for t in weak))
+        if full.units:
+            ranked = sorted((u for u in full.units.units if u.rank is not None), key=lambda u: u.rank or 0)
+            if ranked:
+                lines.append("下级组织：" + "；".join(f"{u.rank}. {u.name} {pct(u.accuracy)}" for u in ranked[:5]))
+        if full.sibling_rank:
+            sr = full.sibling_rank
+            lines.append(f"在{sr.parent_name}所属 {sr.of} 个组织中，本期正确率列第 {sr.position} 位。")
     return "\n".join(lines)
 
 

@@ -42,8 +42,9 @@ from bot.core.results import (
     TopicScore,
 )
 from bot.metrics import count_answer
-from bot.reports.period import parse_period
-from bot.reports.stats import branch_summary, latest_round_period
+from bot.reports.period import parse_report_args
+from bot.reports.report import full_report
+from bot.reports.stats import latest_round_period
 from bot.storage.db import Database
 from bot.storage.models import (
     Answer,
@@ -302,18 +303,15 @@ class Service:
 
     async def _report(self, session: AsyncSession, viewer: Viewer, args: str) -> Result:
         now = self.clock()
-        org, period = viewer.org, None
-        for word in args.split():
-            parsed = parse_period(word, now=now, tz=self.settings.tz)
-            if parsed:
-                period = parsed
-            else:
-                org = await find_org(session, word)
+        org = viewer.org
+        words, period = parse_report_args(args, now=now, tz=self.settings.tz)
+        for word in words:
+            org = await find_org(session, word)
         check_org_report(viewer, org)
         if period is None:
             period = await latest_round_period(session, org, now)
             if period is None:
                 return Notice(f"「{org.name}」还没有推送过学习题，暂无统计。")
-        return await branch_summary(session, org=org, period=period,
-                                    min_group=self.settings.report_min_group)
+        return await full_report(session, org=org, period=period, min_group=self.settings.report_min_group,
+                                 tz=self.settings.tz, topic_names=self.topic_names, now=now)
 

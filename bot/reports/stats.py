@@ -1,119 +1,148 @@
-"""Aggregation queries for reports. All counting happens in SQL; Python only reshapes rows."""
+"""Aggregation queries for reports: run the SQL in `queries.py` and hand back typed rows.
+
+All counting happens in SQL; Python only reshapes rows.
+"""
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import Integer, cast, distinct, func
+from sqlalchemy import bindparam, text
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.core.results import BranchSummary, ItemStat
-from bot.reports.period import Period
-from bot.storage.models import (
-    Answer,
-    BankItem,
-    Delivery,
-    ItemStatus,
-    Member,
-    Organization,
-    Round,
-)
+from bot.reports import queries
+from bot.reports.analysis import wilson, withheld_keys
+from bot.reports.period import Period, round_period
+from bot.storage.models import BankItem, Delivery, Member, Organization, Round, UTCDateTime
+
+_PARAM = re.compile(r"(?<!:):([a-z_]+)\b")
 
 
-def _in_scope(org: Organization):  # type: ignore[no-untyped-def]
-    return col(Organization.path).startswith(org.path)
+@dataclass(frozen=True)
+class Scope:
+    """Where and when: the bound parameters shared by every query of one report."""
+
+    org: Organization
+    period: Period
+    tz: ZoneInfo
+
+    def params(self) -> dict[str, Any]:
+        # SQLite weeks use one fixed offset (exact for zones without daylight saving).
+        ref = self.period.start if not self.period.is_open_ended else datetime.now(UTC)
+        offset = ref.astimezone(self.tz).utcoffset()
+        minutes = int(offset.total_seconds() // 60) if offset is not None else 0
+        end_year = min(self.period.end, datetime.now(self.tz)).astimezone(self.tz).year
+        return {
+            "scope": f"{self.org.path}%", "start": self.period.start, "end": self.period.end,
+            "round_id": self.period.round_id, "scope_id": self.org.id, "tz": self.tz.key,
+            "tz_shift": f"{minutes:+d} minutes", "year": end_year,
+        }
 
 
-def _valid_answers(org: Organization, period: Period):  # type: ignore[no-untyped-def]
-    """On-time answers to non-retired items of rounds opened in the period, by members in scope."""
-    return (
-        select(Answer)
-        .join(Round, col(Round.id) == col(Answer.round_id))
-        .join(Member, col(Member.id) == col(Answer.member_id))
-        .join(Organization, col(Organization.id) == col(Member.org_id))
-        .join(BankItem, col(BankItem.id) == col(Answer.item_id))
-        .where(_in_scope(org), col(Round.opens_at) >= period.start, col(Round.opens_at) < period.end,
-               col(Answer.late).is_(False), BankItem.status != ItemStatus.retired)
-    )
+async def run(session: AsyncSession, query: queries.Query, scope: Scope, **extra: Any) -> list[Any]:
+    """Execute one documented query with the scope's parameters (only those it names)."""
+    dialect = session.bind.dialect.name if session.bind else "sqlite"
+    sql = queries.render(query, dialect, single_round=scope.period.round_id is not None)
+    values = {**scope.params(), **extra}
+    names = set(_PARAM.findall(sql))
+    stmt = text(sql).bindparams(
+        *(bindparam(n, type_=UTCDateTime()) if n in ("start", "end") else bindparam(n) for n in sorted(names)))
+    if "opens_at" in sql and query is queries.ROUNDS:
+        stmt = stmt.columns(opens_at=UTCDateTime())  # type: ignore[assignment]
+    result = await session.exec(stmt, params={n: values[n] for n in names})  # type: ignore[call-overload]
+    return list(result.all())
 
 
-async def latest_round_period(session: AsyncSession, org: Organization, now: datetime) -> Period | None:
-    """The most recent round that reached members of this subtree, as a period."""
-    rnd = (await session.exec(
+def as_date(value: Any) -> date:
+    """Week keys come back as text on SQLite and as dates on PostgreSQL."""
+    return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
+
+
+async def latest_round_period(session: AsyncSession, org: Organization, now: datetime,
+                              *, before: datetime | None = None) -> Period | None:
+    """The most recent round that reached members of this subtree (opened before `before`)."""
+    stmt = (
         select(Round).join(Delivery, col(Delivery.round_id) == col(Round.id))
         .join(Member, col(Member.id) == col(Delivery.member_id))
         .join(Organization, col(Organization.id) == col(Member.org_id))
-        .where(_in_scope(org), col(Round.opens_at) <= now)
-        .order_by(col(Round.opens_at).desc()).limit(1)
-    )).first()
+        .where(col(Organization.path).startswith(org.path), col(Round.opens_at) <= now)
+        .order_by(col(Round.opens_at).desc(), col(Round.id).desc()).limit(1)
+    )
+    if before is not None:
+        stmt = stmt.where(col(Round.opens_at) < before)
+    rnd = (await session.exec(stmt)).first()
     if rnd is None:
         return None
-    # A period of one instant selects exactly the rounds opened at that moment.
-    return Period(rnd.opens_at, rnd.opens_at + timedelta(microseconds=1), rnd.title or "最近一轮")
+    return round_period(rnd.id, rnd.title or f"第{rnd.id}轮")  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class SummaryRow:
+    members: int
+    pushed: int
+    returned: int
+    responded: int
+    people: int
+    valid_answers: int
+    correct_answers: int
+    late_answers: int
+    retired_answers: int
+
+
+async def summary_row(session: AsyncSession, scope: Scope) -> SummaryRow:
+    (row,) = await run(session, queries.SUMMARY, scope)
+    return SummaryRow(*(int(v or 0) for v in row))
+
+
+async def item_stats(session: AsyncSession, scope: Scope, *, min_group: int) -> list[ItemStat]:
+    """Per item: N, share correct and the option distribution, weakest first; small ones withheld."""
+    rows = await run(session, queries.ITEMS, scope)
+    if not rows:
+        return []
+    options: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for item_id, choice, count in await run(session, queries.OPTIONS, scope):
+        for letter in choice:  # a multiple-choice answer counts towards each letter chosen
+            options[item_id][letter] += int(count)
+    contents = dict((await session.exec(
+        select(BankItem.id, BankItem.content).where(col(BankItem.id).in_([r[0] for r in rows]))
+    )).all())
+    hidden = withheld_keys({r[0]: int(r[6]) for r in rows}, min_group, partition=True)
+    stats = []
+    for item_id, stem, kind, key, answers, correct, people in rows:
+        texts = tuple((contents.get(item_id) or {}).get("options") or ())
+        if kind == "judge" and not texts:
+            texts = ("正确", "错误")
+        withheld = item_id in hidden  # then no number of it leaves this function
+        stats.append(ItemStat(
+            item_id=item_id, stem=stem, answered=0 if withheld else int(answers),
+            correct=0 if withheld else int(correct),
+            option_counts={} if withheld else dict(sorted(options[item_id].items())),
+            key=key, type=kind, options=texts, people=0 if withheld else int(people), withheld=withheld))
+    stats.sort(key=lambda s: (s.withheld, s.correct / s.answered if s.answered else 1.0, s.item_id))
+    return stats
 
 
 async def branch_summary(
-    session: AsyncSession, *, org: Organization, period: Period, min_group: int
+    session: AsyncSession, *, org: Organization, period: Period, min_group: int,
+    tz: ZoneInfo | None = None,
 ) -> BranchSummary:
-    members = int((await session.exec(
-        select(func.count()).select_from(Member)
-        .join(Organization, col(Organization.id) == col(Member.org_id))
-        .where(_in_scope(org), col(Member.active).is_(True))
-    )).one())
-    pushed = int((await session.exec(
-        select(func.count()).select_from(Delivery)
-        .join(Round, col(Round.id) == col(Delivery.round_id))
-        .join(Member, col(Member.id) == col(Delivery.member_id))
-        .join(Organization, col(Organization.id) == col(Member.org_id))
-        .where(_in_scope(org), col(Round.opens_at) >= period.start, col(Round.opens_at) < period.end)
-    )).one())
-    valid = _valid_answers(org, period).subquery()
-    n, correct, responded = (await session.exec(
-        select(func.count(), func.coalesce(func.sum(cast(valid.c.correct, Integer)), 0),
-               func.count(distinct(valid.c.round_id * 1_000_000_000 + valid.c.member_id)))
-    )).one()
-    late = int((await session.exec(
-        select(func.count()).select_from(Answer)
-        .join(Round, col(Round.id) == col(Answer.round_id))
-        .join(Member, col(Member.id) == col(Answer.member_id))
-        .join(Organization, col(Organization.id) == col(Member.org_id))
-        .where(_in_scope(org), col(Round.opens_at) >= period.start, col(Round.opens_at) < period.end,
-               col(Answer.late).is_(True))
-    )).one())
-    distinct_people = int((await session.exec(select(func.count(distinct(valid.c.member_id))))).one())
-    items = await _item_stats(session, valid)
+    """The short summary: response, overall share correct (Wilson interval), per item."""
+    scope = Scope(org, period, tz or ZoneInfo("Asia/Shanghai"))
+    row = await summary_row(session, scope)
+    withheld = row.people < min_group
+    items = [] if withheld else await item_stats(session, scope, min_group=min_group)
     return BranchSummary(
         org_id=org.id, org_name=org.name, period_label=period.label,  # type: ignore[arg-type]
-        members=members, pushed=pushed, responded=int(responded), valid_answers=int(n),
-        correct_answers=int(correct), late_answers=late, items=items,
-        withheld=distinct_people < min_group, min_group=min_group,
+        members=row.members, pushed=row.pushed, responded=row.responded,
+        valid_answers=row.valid_answers, correct_answers=row.correct_answers,
+        late_answers=row.late_answers, items=items, withheld=withheld, min_group=min_group,
+        returned=row.returned, people=row.people, retired_answers=row.retired_answers,
+        ci=None if withheld else wilson(row.correct_answers, row.valid_answers),
     )
-
-
-async def _item_stats(session: AsyncSession, valid) -> list[ItemStat]:  # type: ignore[no-untyped-def]
-    rows = (await session.exec(
-        select(valid.c.item_id, valid.c.choice, func.count(),
-               func.sum(cast(valid.c.correct, Integer)))
-        .group_by(valid.c.item_id, valid.c.choice)
-    )).all()
-    if not rows:
-        return []
-    per_item: dict[str, dict[str, int]] = defaultdict(lambda: {"n": 0, "correct": 0})
-    options: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for item_id, choice, count, correct in rows:
-        per_item[item_id]["n"] += count
-        per_item[item_id]["correct"] += int(correct or 0)
-        for letter in choice:  # a multiple-choice answer counts towards each letter chosen
-            options[item_id][letter] += count
-    stems = dict((await session.exec(
-        select(BankItem.id, BankItem.stem).where(col(BankItem.id).in_(list(per_item)))
-    )).all())
-    stats = [
-        ItemStat(item_id=i, stem=stems.get(i, i), answered=v["n"], correct=v["correct"],
-                 option_counts=dict(sorted(options[i].items())))
-        for i, v in per_item.items()
-    ]
-    stats.sort(key=lambda s: (s.correct / s.answered if s.answered else 1.0, s.item_id))
-    return stats

@@ -1,0 +1,196 @@
+"""Statistics on aggregated rows: intervals, tests, correlations, item analysis, privacy floor.
+
+Inputs are small (a row per item, unit or member, or one round's member x item matrix);
+the counting that produced them happened in SQL. scipy does the statistics it provides;
+the Moodle item-analysis quantities it does not provide are written out from their
+definitions (docs.moodle.org, "Quiz statistics calculations").
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+import numpy as np
+
+K = TypeVar("K", bound=Hashable)
+
+
+class _LazyStats:
+    """scipy.stats on first use: importing it costs a second, and every CLI command imports core."""
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        from scipy import stats as real
+
+        return getattr(real, name)
+
+
+stats = _LazyStats()
+
+# Moodle's highlighting thresholds.
+LOW_EFFICIENCY = 15.0  # discriminative efficiency below this, in %
+FACILITY_LOW, FACILITY_HIGH = 5.0, 95.0  # facility index at or beyond these, in %
+
+
+def wilson(correct: int, n: int) -> tuple[float, float] | None:
+    """Wilson score 95% interval of correct/n (None without answers)."""
+    if n <= 0:
+        return None
+    ci = stats.binomtest(correct, n).proportion_ci(confidence_level=0.95, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def group_size(*counts: int) -> int:
+    """The smallest non-zero head count a row describes (respondents, people pushed, …)."""
+    return min((c for c in counts if c > 0), default=0)
+
+
+def withheld_keys(people: Mapping[K, int], min_group: int, *, partition: bool,
+                  answered: Mapping[K, int] | None = None) -> set[K]:
+    """Rows that describe fewer than `min_group` people (but some) are withheld.
+
+    When the rows partition the people behind a total that is shown elsewhere, one lone
+    withheld row could be recovered by subtraction, so the next smallest row goes too —
+    unless `answered` says the lone row holds no answers (then only the fact that its few
+    members did not answer could be recovered, which the summary's totals show anyway).
+    """
+    small = {k for k, n in people.items() if 0 < n < min_group}
+    if partition and len(small) == 1:
+        (lone,) = small
+        if answered is None or answered.get(lone, 0) > 0:
+            rest = sorted((n, str(k), k) for k, n in people.items() if k not in small and n > 0)
+            if rest:
+                small.add(rest[0][2])
+    return small
+
+
+# --- comparisons between units --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TestResult:
+    method: str  # as printed: "Pearson χ² 检验" / "Kruskal-Wallis 检验"
+    statistic: float
+    df: int
+    p: float
+    n: int  # answers (χ²) or members (Kruskal-Wallis)
+    groups: int
+
+
+def chi_square(counts: Sequence[tuple[int, int]]) -> TestResult | None:
+    """Homogeneity of share correct across units, on answers (correct, wrong) per unit.
+
+    No continuity correction, so the statistic is the same Pearson χ² for two units or ten.
+    """
+    table = np.array([c for c in counts if c[0] + c[1] > 0], dtype=float)
+    if len(table) < 2 or (table.sum(axis=0) == 0).any():
+        return None
+    res = stats.chi2_contingency(table, correction=False)
+    return TestResult("Pearson χ² 检验", float(res.statistic), int(res.dof), float(res.pvalue),
+                      int(table.sum()), len(table))
+
+
+def kruskal(groups: Sequence[Sequence[float]]) -> TestResult | None:
+    """Per-member share correct compared across units (each member counts once)."""
+    live = [list(g) for g in groups if len(g) > 0]
+    if len(live) < 2 or len({x for g in live for x in g}) < 2:
+        return None
+    res = stats.kruskal(*live)
+    return TestResult("Kruskal-Wallis 检验", float(res.statistic), len(live) - 1, float(res.pvalue),
+                      sum(len(g) for g in live), len(live))
+
+
+# --- correlation --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CorrelationResult:
+    n: int
+    pearson_r: float
+    pearson_p: float
+    spearman_rho: float
+    spearman_p: float
+
+
+def correlation(x: Sequence[float], y: Sequence[float]) -> CorrelationResult | None:
+    """Pearson and Spearman (rank is ordinal) with two-sided p; None if either is constant."""
+    if len(x) != len(y) or len(x) < 3 or len(set(x)) < 2 or len(set(y)) < 2:
+        return None
+    pr = stats.pearsonr(x, y)
+    sr = stats.spearmanr(x, y)
+    return CorrelationResult(len(x), float(pr.statistic), float(pr.pvalue),
+                             float(sr.statistic), float(sr.pvalue))
+
+
+def stars(p: float) -> str:
+    """SPSS-style marks used in the seed tables: ** p < .01, * p < .05."""
+    return "**" if p < 0.01 else "*" if p < 0.05 else ""
+
+
+# --- item analysis (Moodle, first attempts) ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ItemAnalysis:
+    item_id: str
+    facility: float  # % of the maximum mark, i.e. % correct
+    sd: float  # sample standard deviation of the item mark (0/1)
+    discrimination: float | None  # 100 x corr(item, rest of test); None if undefined
+    efficiency: float | None  # 100 x Cov(item, rest) / max Cov; None if undefined
+    flags: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RoundStatistics:
+    respondents: int  # members with a mark for every item
+    items: tuple[ItemAnalysis, ...]
+    alpha: float | None  # Cronbach's α; None where it has no meaning
+
+
+def _undefined_ok(fn, *args):  # type: ignore[no-untyped-def]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # constant input: we report "undefined" instead
+        return fn(*args)
+
+
+def item_analysis(item_ids: Sequence[str], marks: np.ndarray) -> RoundStatistics:
+    """marks: one row per respondent, one 0/1 column per item (in `item_ids` order)."""
+    marks = np.asarray(marks, dtype=float)
+    respondents, n_items = marks.shape if marks.ndim == 2 else (0, len(item_ids))
+    if respondents < 2:
+        return RoundStatistics(respondents, (), None)
+    total = marks.sum(axis=1)
+    rows = []
+    for j, item_id in enumerate(item_ids):
+        x = marks[:, j]
+        rest = total - x
+        facility = 100.0 * float(x.mean())
+        sd = float(np.std(x, ddof=1))
+        discrimination = efficiency = None
+        if np.var(x) > 0 and np.var(rest) > 0:
+            discrimination = 100.0 * float(_undefined_ok(stats.pearsonr, x, rest).statistic)
+            cov = float(np.cov(x, rest, ddof=1)[0, 1])
+            # The largest covariance these two sets of scores could have: both sorted alike.
+            cov_max = float(np.cov(np.sort(x), np.sort(rest), ddof=1)[0, 1])
+            efficiency = 100.0 * cov / cov_max if cov_max > 0 else None
+        flags = []
+        if facility <= FACILITY_LOW or facility >= FACILITY_HIGH:
+            flags.append("难度极端")
+        if efficiency is not None and efficiency < LOW_EFFICIENCY:
+            flags.append("区分效率低于15%")
+        if discrimination is not None and discrimination < 0:
+            flags.append("区分度为负")
+        rows.append(ItemAnalysis(item_id, facility, sd, discrimination, efficiency, tuple(flags)))
+    alpha = None
+    total_var = float(np.var(total, ddof=1))
+    if n_items >= 2 and total_var > 0:
+        item_var = float(np.var(marks, axis=0, ddof=1).sum())
+        alpha = n_items / (n_items - 1) * (1 - item_var / total_var)
+    return RoundStatistics(respondents, tuple(rows), alpha)
+
+
+def is_finite(x: float | None) -> bool:
+    return x is not None and math.isfinite(x)

@@ -1,0 +1,355 @@
+"""Every report table's SQL, written once: the code runs these texts and docs/reports-sql.md prints them.
+
+The queries are plain SQL that runs on SQLite and PostgreSQL alike, with three
+dialect-specific fragments (the single-round filter, the local week, the tag expansion)
+filled in by `render`. `python -m bot.reports.queries > docs/reports-sql.md` regenerates
+the documentation; a test keeps the two identical.
+
+Parameters (named, `:name`):
+  :scope     materialised path of the scope organisation plus '%', e.g. '/1/4/%'
+  :start     period start, UTC, inclusive   :end   period end, UTC, exclusive
+  :round_id  only when the period is one round
+  :scope_id  id of the scope organisation (unit breakdowns)
+  :tz        PostgreSQL: time-zone name, e.g. 'Asia/Shanghai'
+  :tz_shift  SQLite: the zone's UTC offset as a date modifier, e.g. '+480 minutes'
+  :year      the report's year (for 党龄 bands)   :round_items  items of the analysed round
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Answers of members in the scope to rounds opened in the period ("scoped"), and the
+# subset that counts ("valid"): on time, to items that are not retired.
+_SCOPED = """scoped AS (
+    SELECT a.member_id, a.round_id, a.item_id, a.choice, a.correct, a.late,
+           bi.status AS item_status, o.path AS org_path, r.opens_at
+    FROM answer a
+    JOIN round r ON r.id = a.round_id
+    JOIN member m ON m.id = a.member_id
+    JOIN organization o ON o.id = m.org_id
+    JOIN bankitem bi ON bi.id = a.item_id
+    WHERE o.path LIKE :scope
+      AND r.opens_at >= :start AND r.opens_at < :end{round_filter}
+),
+valid AS (
+    SELECT * FROM scoped WHERE NOT late AND item_status <> 'retired'
+)"""
+
+# Deliveries (one per member and round) to members in the scope, in the period.
+_PUSHED = """pushed AS (
+    SELECT d.round_id, d.member_id, o.path AS org_path, r.opens_at
+    FROM delivery d
+    JOIN round r ON r.id = d.round_id
+    JOIN member m ON m.id = d.member_id
+    JOIN organization o ON o.id = m.org_id
+    WHERE o.path LIKE :scope
+      AND r.opens_at >= :start AND r.opens_at < :end{round_filter}
+)"""
+
+# The scope's child organisations (each with its subtree) and the scope itself (its direct
+# members only), so every member falls into exactly one unit.
+_UNITS = """units AS (
+    SELECT c.id AS unit_id, c.name AS unit_name, c.path || '%' AS pattern
+    FROM organization c WHERE c.parent_id = :scope_id
+    UNION ALL
+    SELECT o.id, o.name, o.path FROM organization o WHERE o.id = :scope_id
+)"""
+
+_CORRECT = "SUM(CASE WHEN correct THEN 1 ELSE 0 END)"
+
+
+@dataclass(frozen=True)
+class Query:
+    name: str
+    title: str  # the report table it feeds, as named in the document
+    notes: str
+    template: str
+
+
+def _with(*ctes: str) -> str:
+    return "WITH " + ",\n".join(ctes) + "\n"
+
+
+SUMMARY = Query(
+    "summary", "作答情况与总体正确率",
+    "One row. members = active members in the scope now; pushed = deliveries; returned = "
+    "member-rounds with any answer (回收); responded = member-rounds with a valid answer (有效); "
+    "people = distinct members with a valid answer; late and retired answers are counted apart "
+    "and excluded from valid_answers.",
+    _with(_SCOPED, _PUSHED) + """SELECT
+    (SELECT COUNT(*) FROM member m JOIN organization o ON o.id = m.org_id
+     WHERE o.path LIKE :scope AND m.active) AS members,
+    (SELECT COUNT(*) FROM pushed) AS pushed,
+    (SELECT COUNT(*) FROM (SELECT DISTINCT round_id, member_id FROM scoped) t) AS returned,
+    (SELECT COUNT(*) FROM (SELECT DISTINCT round_id, member_id FROM valid) t) AS responded,
+    (SELECT COUNT(DISTINCT member_id) FROM valid) AS people,
+    (SELECT COUNT(*) FROM valid) AS valid_answers,
+    (SELECT COALESCE(""" + _CORRECT + """, 0) FROM valid) AS correct_answers,
+    (SELECT COUNT(*) FROM scoped WHERE late) AS late_answers,
+    (SELECT COUNT(*) FROM scoped WHERE NOT late AND item_status = 'retired') AS retired_answers""",
+)
+
+ITEMS = Query(
+    "items", "各题正确率",
+    "One row per item answered. people = distinct members (the privacy floor applies to it).",
+    _with(_SCOPED) + """SELECT v.item_id, bi.stem, bi.type, bi.answer AS answer_key,
+       COUNT(*) AS answers, SUM(CASE WHEN v.correct THEN 1 ELSE 0 END) AS correct,
+       COUNT(DISTINCT v.member_id) AS people
+FROM valid v JOIN bankitem bi ON bi.id = v.item_id
+GROUP BY v.item_id, bi.stem, bi.type, bi.answer
+ORDER BY v.item_id""",
+)
+
+OPTIONS = Query(
+    "options", "各题选项分布（图表）",
+    "One row per item and exact choice ('ACD' for a multiple-choice answer). The charts count "
+    "a multiple-choice answer towards each letter it contains.",
+    _with(_SCOPED) + """SELECT item_id, choice, COUNT(*) AS answers
+FROM valid
+GROUP BY item_id, choice
+ORDER BY item_id, choice""",
+)
+
+TOPICS = Query(
+    "topics", "各主题正确率",
+    "One row per topic; an item with two topics counts in both.",
+    _with(_SCOPED) + """SELECT it.topic, COUNT(DISTINCT v.item_id) AS items, COUNT(*) AS answers,
+       SUM(CASE WHEN v.correct THEN 1 ELSE 0 END) AS correct,
+       COUNT(DISTINCT v.member_id) AS people
+FROM valid v JOIN itemtopic it ON it.item_id = v.item_id
+GROUP BY it.topic
+ORDER BY it.topic""",
+)
+
+WEEKS = Query(
+    "weeks", "分周趋势",
+    "One row per local calendar week (Monday) in which rounds opened. pushed_people = distinct "
+    "members pushed that week.",
+    _with(_SCOPED, _PUSHED) + """, pushed_by_week AS (
+    SELECT week, COUNT(*) AS pushed, COUNT(DISTINCT member_id) AS pushed_people
+    FROM (SELECT {week} AS week, member_id FROM pushed) w GROUP BY week
+),
+answers_by_week AS (
+    SELECT week, COUNT(DISTINCT round_id) AS rounds, COUNT(*) AS answers,
+           """ + _CORRECT + """ AS correct, COUNT(DISTINCT member_id) AS people
+    FROM (SELECT {week} AS week, round_id, member_id, correct FROM valid) w GROUP BY week
+),
+responded_by_week AS (
+    SELECT week, COUNT(*) AS responded
+    FROM (SELECT DISTINCT {week} AS week, round_id, member_id FROM valid) w GROUP BY week
+)
+SELECT p.week, COALESCE(a.rounds, 0) AS rounds, p.pushed, COALESCE(rs.responded, 0) AS responded,
+       COALESCE(a.answers, 0) AS answers, COALESCE(a.correct, 0) AS correct,
+       COALESCE(a.people, 0) AS people, p.pushed_people
+FROM pushed_by_week p
+LEFT JOIN answers_by_week a ON a.week = p.week
+LEFT JOIN responded_by_week rs ON rs.week = p.week
+ORDER BY p.week""",
+)
+
+UNITS = Query(
+    "units", "下级组织对比",
+    "One row per child organisation (its whole subtree) plus one for members attached directly "
+    "to the scope organisation. For a branch's rank among its siblings, run it with the parent "
+    "as the scope.",
+    _with(_SCOPED, _PUSHED, _UNITS) + """, unit_pushed AS (
+    SELECT u.unit_id, COUNT(*) AS pushed, COUNT(DISTINCT p.member_id) AS pushed_people
+    FROM pushed p JOIN units u ON p.org_path LIKE u.pattern GROUP BY u.unit_id
+),
+unit_responded AS (
+    SELECT u.unit_id, COUNT(*) AS responded
+    FROM (SELECT DISTINCT round_id, member_id, org_path FROM valid) v
+    JOIN units u ON v.org_path LIKE u.pattern GROUP BY u.unit_id
+),
+unit_answers AS (
+    SELECT u.unit_id, COUNT(*) AS answers,
+           SUM(CASE WHEN v.correct THEN 1 ELSE 0 END) AS correct,
+           COUNT(DISTINCT v.member_id) AS people
+    FROM valid v JOIN units u ON v.org_path LIKE u.pattern GROUP BY u.unit_id
+)
+SELECT u.unit_id, u.unit_name, COALESCE(p.pushed, 0) AS pushed,
+       COALESCE(rs.responded, 0) AS responded, COALESCE(a.answers, 0) AS answers,
+       COALESCE(a.correct, 0) AS correct, COALESCE(a.people, 0) AS people,
+       COALESCE(p.pushed_people, 0) AS pushed_people
+FROM units u
+LEFT JOIN unit_pushed p ON p.unit_id = u.unit_id
+LEFT JOIN unit_responded rs ON rs.unit_id = u.unit_id
+LEFT JOIN unit_answers a ON a.unit_id = u.unit_id
+ORDER BY u.unit_id""",
+)
+
+MEMBER_SCORES = Query(
+    "member_scores", "（统计检验的输入，不在报告中列出）",
+    "One row per member pushed in the period: their unit, 行政级别 ordinal and valid answers. "
+    "The per-member test across units and the correlations run on these vectors; no member "
+    "row is ever shown.",
+    _with(_SCOPED, _PUSHED, _UNITS) + """, scores AS (
+    SELECT member_id, COUNT(*) AS answers, """ + _CORRECT + """ AS correct
+    FROM valid GROUP BY member_id
+),
+people AS (SELECT DISTINCT member_id, org_path FROM pushed)
+SELECT p.member_id, u.unit_id, m.rank_level, m.joined_party_year,
+       COALESCE(s.answers, 0) AS answers, COALESCE(s.correct, 0) AS correct
+FROM people p
+JOIN member m ON m.id = p.member_id
+LEFT JOIN units u ON p.org_path LIKE u.pattern
+LEFT JOIN scores s ON s.member_id = p.member_id
+ORDER BY p.member_id""",
+)
+
+_GROUPED = """SELECT {key} AS grp, COUNT(DISTINCT v.member_id) AS people, COUNT(*) AS answers,
+       SUM(CASE WHEN v.correct THEN 1 ELSE 0 END) AS correct
+FROM valid v JOIN member m ON m.id = v.member_id
+GROUP BY {key}
+ORDER BY {key}"""
+
+BY_RANK = Query(
+    "by_rank", "按行政级别", "grp = member.rank_level (ordinal; NULL = not recorded).",
+    _with(_SCOPED) + _GROUPED.format(key="m.rank_level"),
+)
+
+BY_POSITION = Query(
+    "by_position", "按职务", "grp = member.position as recorded (NULL = not recorded).",
+    _with(_SCOPED) + _GROUPED.format(key="m.position"),
+)
+
+BY_PARTY_AGE = Query(
+    "by_party_age", "按党龄（入党年份）",
+    "grp = 党龄 band from 入党年份: 1 = under 5 years, 2 = 5–9, 3 = 10–19, 4 = 20–29, "
+    "5 = 30 and more, NULL = not recorded.",
+    _with(_SCOPED) + """, banded AS (
+    SELECT v.member_id, v.correct,
+           CASE WHEN m.joined_party_year IS NULL THEN NULL
+                WHEN :year - m.joined_party_year < 5 THEN 1
+                WHEN :year - m.joined_party_year < 10 THEN 2
+                WHEN :year - m.joined_party_year < 20 THEN 3
+                WHEN :year - m.joined_party_year < 30 THEN 4
+                ELSE 5 END AS grp
+    FROM valid v JOIN member m ON m.id = v.member_id
+)
+SELECT grp, COUNT(DISTINCT member_id) AS people, COUNT(*) AS answers,
+       """ + _CORRECT + """ AS correct
+FROM banded
+GROUP BY grp
+ORDER BY grp""",
+)
+
+BY_TAG = Query(
+    "by_tag", "按人群标签",
+    "grp = each cohort tag in member.tags (a member with two tags counts in both; members "
+    "without tags are not in this table).",
+    _with(_SCOPED) + """SELECT t.value AS grp, COUNT(DISTINCT v.member_id) AS people, COUNT(*) AS answers,
+       SUM(CASE WHEN v.correct THEN 1 ELSE 0 END) AS correct
+FROM valid v JOIN member m ON m.id = v.member_id
+{tags_join}
+GROUP BY t.value
+ORDER BY t.value""",
+)
+
+ROUNDS = Query(
+    "rounds", "题目质量分析：轮次",
+    "One row per round of the period that reached the scope: current (not retired) items and "
+    "members pushed.",
+    _with(_SCOPED, _PUSHED) + """SELECT r.id AS round_id, r.title, r.opens_at,
+       (SELECT COUNT(*) FROM rounditem ri JOIN bankitem bi ON bi.id = ri.item_id
+        WHERE ri.round_id = r.id AND bi.status <> 'retired') AS items,
+       COUNT(DISTINCT p.member_id) AS pushed
+FROM pushed p JOIN round r ON r.id = p.round_id
+GROUP BY r.id, r.title, r.opens_at
+ORDER BY r.opens_at, r.id""",
+)
+
+ROUND_MATRIX = Query(
+    "round_matrix", "题目质量分析：作答矩阵（一轮）",
+    "First-attempt marks (1/0) of the members who answered every current item of one round "
+    "on time (Moodle's finished attempts). Always run with the single-round filter.",
+    _with(_SCOPED) + """, complete AS (
+    SELECT member_id FROM valid GROUP BY member_id HAVING COUNT(*) = :round_items
+)
+SELECT v.member_id, v.item_id, CASE WHEN v.correct THEN 1 ELSE 0 END AS mark
+FROM valid v JOIN complete c ON c.member_id = v.member_id
+ORDER BY v.member_id, v.item_id""",
+)
+
+NONRESPONDERS = Query(
+    "nonresponders", "未作答名单（仅在组织开启后）",
+    "Members pushed in the period and the rounds they left without a valid answer. Run only "
+    "when the organisation (or an ancestor) has named_nonresponders switched on.",
+    _with(_SCOPED, _PUSHED) + """SELECT m.id AS member_id, m.name, o.name AS org_name, COUNT(*) AS missed
+FROM pushed p
+JOIN member m ON m.id = p.member_id
+JOIN organization o ON o.id = m.org_id
+WHERE NOT EXISTS (SELECT 1 FROM valid v WHERE v.member_id = p.member_id AND v.round_id = p.round_id)
+GROUP BY m.id, m.name, o.name
+ORDER BY o.name, m.name""",
+)
+
+ALL: tuple[Query, ...] = (SUMMARY, ITEMS, OPTIONS, TOPICS, WEEKS, UNITS, MEMBER_SCORES, BY_RANK,
+                          BY_POSITION, BY_PARTY_AGE, BY_TAG, ROUNDS, ROUND_MATRIX, NONRESPONDERS)
+
+_WEEK = {
+    # Monday of the local week: SQLite has no named zones, so a fixed offset is bound.
+    "sqlite": "date(opens_at, :tz_shift, '-6 days', 'weekday 1')",
+    "postgresql": "CAST(date_trunc('week', opens_at AT TIME ZONE :tz) AS date)",
+}
+_TAGS = {
+    "sqlite": "JOIN json_each(m.tags) t",
+    "postgresql": "CROSS JOIN LATERAL json_array_elements_text(m.tags) AS t(value)",
+}
+_ROUND_FILTER = "\n      AND r.id = :round_id"
+
+
+def render(query: Query, dialect: str, *, single_round: bool = False) -> str:
+    dialect = "postgresql" if dialect.startswith("postgres") else "sqlite"
+    return query.template.format(
+        round_filter=_ROUND_FILTER if single_round else "",
+        week=_WEEK[dialect], tags_join=_TAGS[dialect])
+
+
+def markdown() -> str:
+    """docs/reports-sql.md, generated from the texts above."""
+    out = [
+        "# Report SQL — one query per table",
+        "",
+        "Generated by `python -m bot.reports.queries > docs/reports-sql.md`; the report code runs",
+        "exactly these texts (a test keeps this file in step). Every figure of a report is one of",
+        "these rows; Python only reshapes them and runs scipy on them.",
+        "",
+        "How to reproduce a table by hand: bind the parameters and run the query in `sqlite3` or",
+        "`psql`. Timestamps are UTC; on SQLite they are stored as text `YYYY-MM-DD HH:MM:SS.ffffff`,",
+        "so bind `:start` / `:end` in that form (e.g. `2026-10-31 16:00:00.000000` for 1 November",
+        "in Asia/Shanghai).",
+        "",
+        "| parameter | meaning |",
+        "|---|---|",
+        "| `:scope` | materialised path of the scope organisation plus `%`, e.g. `/1/4/%` |",
+        "| `:start`, `:end` | the period: rounds that opened in [start, end), UTC |",
+        "| `:round_id` | only for a one-round period: the line `AND r.id = :round_id` is added |",
+        "| `:scope_id` | id of the scope organisation (unit breakdowns) |",
+        "| `:tz` / `:tz_shift` | PostgreSQL zone name / SQLite offset such as `+480 minutes` |",
+        "| `:year` | the year of the period's end, for 党龄 bands |",
+        "| `:round_items` | current items of the analysed round |",
+        "",
+        "Definitions used by every query: an answer is *valid* when it was given before the round's",
+        "deadline (`NOT late`) and its item is not retired; each (member, round, item) has one",
+        "stored answer — the first — so all figures are first attempts. The privacy floor",
+        "(`QINGFENG_REPORT_MIN_GROUP`, default 5) is applied afterwards to the `people` column:",
+        "a row describing fewer people (respondents, or people pushed) is withheld, and when exactly",
+        "one row of a breakdown that partitions the members is withheld, the next smallest is withheld",
+        "too, so that it cannot be recovered by subtraction from the total — unless the withheld row",
+        "holds no answers (then only the fact that its few members did not answer could be recovered).",
+        "Per-member rows (`member_scores`, `round_matrix`) feed the statistics and are never shown.",
+        "",
+    ]
+    for q in ALL:
+        out += [f"## `{q.name}` — {q.title}", "", q.notes, "", "```sql", render(q, "sqlite"), "```", ""]
+        pg = render(q, "postgresql")
+        if pg != render(q, "sqlite"):
+            diff = [line for line in pg.splitlines() if line not in render(q, "sqlite").splitlines()]
+            out += ["On PostgreSQL the dialect-specific line reads:", "", "```sql", *diff, "```", ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+if __name__ == "__main__":  # pragma: no cover - documentation generator
+    print(markdown(), end="")

@@ -1,0 +1,304 @@
+"""Assemble a `FullReport` for a scope (an organisation's subtree) and a period.
+
+Each section is one documented query (bot/reports/queries.py); this module reshapes the
+rows, applies the privacy floor and runs the statistics in `analysis`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import replace
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+import numpy as np
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.core.orgs import org_path_names
+from bot.reports import queries
+from bot.reports.analysis import (
+    chi_square,
+    correlation,
+    group_size,
+    item_analysis,
+    kruskal,
+    wilson,
+    withheld_keys,
+)
+from bot.reports.model import (
+    AttributeTable,
+    CorrelationTable,
+    FullReport,
+    Previous,
+    RoundAnalysis,
+    Share,
+    SiblingRank,
+    UnitComparison,
+    UnitRow,
+    WeekRow,
+)
+from bot.reports.period import Period, previous_period, round_period
+from bot.reports.stats import Scope, as_date, item_stats, latest_round_period, run, summary_row
+from bot.reports.wording import fmt_p, r3
+from bot.storage.models import BankItem, Organization, Round, RoundItem
+
+RANK_LABELS = ("办事员", "科员", "副科级", "正科级", "副处级", "正处级", "副局级", "正局级")
+PARTY_AGE_LABELS = {1: "党龄5年以下", 2: "党龄5–9年", 3: "党龄10–19年", 4: "党龄20–29年", 5: "党龄30年及以上"}
+NOT_RECORDED = "未填写"
+MAX_ROUNDS_ANALYSED = 12  # item analysis of the latest rounds only; older ones are in older reports
+
+
+async def full_report(
+    session: AsyncSession, *, org: Organization, period: Period, min_group: int, tz: ZoneInfo,
+    topic_names: dict[str, str] | None = None, now: datetime | None = None,
+) -> FullReport:
+    now = now or datetime.now(UTC)
+    scope = Scope(org, period, tz)
+    row = await summary_row(session, scope)
+    withheld = row.people < min_group
+    names = await org_path_names(session, org)
+    if period.round_id is not None:
+        rnd = await session.get(Round, period.round_id)
+        label = (rnd.title or period.label) if rnd else period.label
+        period_text = f"{label}（{rnd.opens_at.astimezone(tz):%Y年%m月%d日}开启）" if rnd else label
+    else:
+        period_text = period.describe(tz)
+    base = dict(
+        org_id=org.id, org_name=org.name, period_label=period.label, members=row.members,
+        pushed=row.pushed, responded=row.responded, valid_answers=row.valid_answers,
+        correct_answers=row.correct_answers, late_answers=row.late_answers, withheld=withheld,
+        min_group=min_group, returned=row.returned, people=row.people,
+        retired_answers=row.retired_answers, org_path="/".join(names), period_text=period_text,
+        generated_at=now, previous=await _previous(session, org, period, tz, min_group, now),
+        nonresponders=await _nonresponders(session, scope),
+    )
+    if withheld:
+        return FullReport(items=[], ci=None, **base)  # type: ignore[arg-type]
+    scores = await run(session, queries.MEMBER_SCORES, scope)
+    units = await _units(session, scope, min_group, scores) if await _has_children(session, org) else None
+    return FullReport(
+        items=await item_stats(session, scope, min_group=min_group),
+        ci=wilson(row.correct_answers, row.valid_answers),
+        topics=await _topics(session, scope, min_group, topic_names or {}),
+        weeks=await _weeks(session, scope, min_group),
+        units=units,
+        sibling_rank=await _sibling_rank(session, org, period, tz, min_group),
+        attributes=await _attributes(session, scope, min_group),
+        correlations=_correlations(scores, min_group, scope.params()["year"]),
+        rounds=await _rounds(session, scope, min_group),
+        **base,  # type: ignore[arg-type]
+    )
+
+
+# --- sections -------------------------------------------------------------------------------
+
+
+async def _previous(session: AsyncSession, org: Organization, period: Period, tz: ZoneInfo,
+                    min_group: int, now: datetime) -> Previous | None:
+    prev: Period | None
+    if period.round_id is not None:
+        rnd = await session.get(Round, period.round_id)
+        prev = await latest_round_period(session, org, now, before=rnd.opens_at) if rnd else None
+        label = f"上一轮（{prev.label}）" if prev else ""
+    else:
+        prev = previous_period(period, tz)
+        label = prev.describe(tz) if prev else ""
+    if prev is None:
+        return None
+    row = await summary_row(session, Scope(org, prev, tz))
+    if row.valid_answers == 0:
+        return None
+    return Previous(label, row.valid_answers, row.correct_answers, row.people < min_group)
+
+
+async def _topics(session: AsyncSession, scope: Scope, min_group: int, names: dict[str, str]) -> list[Share]:
+    rows = await run(session, queries.TOPICS, scope)
+    # Items with several topics make this no strict partition; treat it as one to be safe.
+    hidden = withheld_keys({r[0]: int(r[4]) for r in rows}, min_group, partition=True)
+    shares = [_share(names.get(topic, topic), int(people), int(answers), int(correct), topic in hidden, topic)
+              for topic, _items, answers, correct, people in rows]
+    return sorted(shares, key=lambda s: (s.withheld, s.accuracy if s.accuracy is not None else 1.0, s.label))
+
+
+def _share(label: str, people: int, answers: int, correct: int, withheld: bool, key: str) -> Share:
+    if withheld:  # no number of a withheld row leaves this module
+        return Share(label, 0, 0, 0, True, None, key)
+    return Share(label, people, answers, correct, False, wilson(correct, answers), key)
+
+
+async def _weeks(session: AsyncSession, scope: Scope, min_group: int) -> list[WeekRow]:
+    rows = await run(session, queries.WEEKS, scope)
+    hidden = withheld_keys({str(r[0]): group_size(int(r[6]), int(r[7])) for r in rows}, min_group,
+                           partition=True, answered={str(r[0]): int(r[4]) for r in rows})
+    return [WeekRow(as_date(week), int(rounds), 0, 0, 0, 0, 0, True) if str(week) in hidden
+            else WeekRow(as_date(week), int(rounds), int(pushed), int(responded), int(answers), int(correct),
+                         int(people))
+            for week, rounds, pushed, responded, answers, correct, people, _pushed_people in rows]
+
+
+async def _has_children(session: AsyncSession, org: Organization) -> bool:
+    return (await session.exec(select(Organization.id).where(Organization.parent_id == org.id).limit(1))).first() \
+        is not None
+
+
+async def _units(session: AsyncSession, scope: Scope, min_group: int, scores: list | None = None) -> UnitComparison:
+    rows = await run(session, queries.UNITS, scope)
+    if scores is None:
+        scores = await run(session, queries.MEMBER_SCORES, scope)
+    hidden = withheld_keys({r[0]: group_size(int(r[6]), int(r[7])) for r in rows}, min_group, partition=True,
+                           answered={r[0]: int(r[4]) for r in rows})
+    units = []
+    for org_id, name, pushed, responded, answers, correct, people, _pushed_people in rows:
+        direct = org_id == scope.org.id
+        if direct and not pushed:
+            continue  # nobody attached directly to the scope organisation was asked
+        label = f"{name}（本级）" if direct else name
+        if org_id in hidden:  # no number of a withheld row leaves this function
+            units.append(UnitRow(int(org_id), label, 0, 0, 0, 0, 0, True, direct))
+            continue
+        units.append(UnitRow(int(org_id), label, int(pushed), int(responded), int(answers), int(correct),
+                             int(people), False, direct, ci=wilson(int(correct), int(answers))))
+    ranked = [u for u in units if not u.direct and u.accuracy is not None]
+    ranks = _competition_ranks([u.accuracy for u in ranked])  # type: ignore[misc]
+    rank_of = {u.org_id: r for u, r in zip(ranked, ranks, strict=True)}
+    units = [_with_rank(u, rank_of.get(u.org_id)) for u in units]
+    compared = {u.org_id for u in ranked}
+    per_member: dict[int, list[float]] = defaultdict(list)
+    for _member, unit_id, _rank, _joined, answers, correct in scores:
+        if unit_id in compared and answers:
+            per_member[unit_id].append(correct / answers)
+    return UnitComparison(
+        parent_name=scope.org.name, units=units,
+        answers_test=chi_square([(u.correct, u.answers - u.correct) for u in ranked]),
+        members_test=kruskal([per_member[u.org_id] for u in ranked]),
+    )
+
+
+def _with_rank(u: UnitRow, rank: int | None) -> UnitRow:
+    return replace(u, rank=rank)
+
+
+def _competition_ranks(values: list[float]) -> list[int]:
+    """1 for the highest; ties share a rank and the next rank is skipped (1, 2, 2, 4)."""
+    return [1 + sum(1 for w in values if w > v) for v in values]
+
+
+async def _sibling_rank(session: AsyncSession, org: Organization, period: Period, tz: ZoneInfo,
+                        min_group: int) -> SiblingRank | None:
+    if org.parent_id is None:
+        return None
+    parent = await session.get(Organization, org.parent_id)
+    if parent is None:
+        return None
+    comparison = await _units(session, Scope(parent, period, tz), min_group)
+    ranked = [u for u in comparison.units if u.rank is not None]
+    mine = next((u for u in ranked if u.org_id == org.id), None)
+    if mine is None or len(ranked) < 2:
+        return None
+    return SiblingRank(parent.name, mine.rank, len(ranked), comparison.answers_test,  # type: ignore[arg-type]
+                       comparison.members_test)
+
+
+async def _attributes(session: AsyncSession, scope: Scope, min_group: int) -> list[AttributeTable]:
+    def label_rank(v: object) -> str:
+        return RANK_LABELS[int(v) - 1] if isinstance(v, int) and 1 <= v <= len(RANK_LABELS) else \
+            (f"级别{v}" if v is not None else NOT_RECORDED)
+
+    specs = (
+        ("rank", "行政级别", queries.BY_RANK, label_rank, True),
+        ("position", "职务", queries.BY_POSITION, lambda v: str(v) if v else NOT_RECORDED, True),
+        ("party_age", "党龄", queries.BY_PARTY_AGE, lambda v: PARTY_AGE_LABELS.get(v, NOT_RECORDED), True),  # type: ignore[arg-type]
+        ("tag", "人群标签", queries.BY_TAG, lambda v: str(v), False),
+    )
+    tables = []
+    for key, title, query, label, partition in specs:
+        rows = await run(session, query, scope)
+        hidden = withheld_keys({r[0]: int(r[1]) for r in rows}, min_group, partition=partition)
+        # NULLs last: "not recorded" is not a rank.
+        rows = sorted(rows, key=lambda r: (r[0] is None, r[0] if r[0] is not None else 0))
+        shares = [_share(label(grp), int(people), int(answers), int(correct), grp in hidden,
+                         "" if grp is None else str(grp))
+                  for grp, people, answers, correct in rows]
+        if shares:
+            tables.append(AttributeTable(key, title, shares))
+    return tables
+
+
+def _correlations(scores: list, min_group: int, year: int) -> list[CorrelationTable]:
+    scored = [(rank, joined, correct / answers) for _m, _u, rank, joined, answers, correct in scores if answers]
+    n_y = len(scored)
+    tables = []
+    rank_pairs = [(float(r), s) for r, _j, s in scored if r is not None]
+    n_rank = sum(1 for _m, _u, rank, *_ in scores if rank is not None)
+    tables.append(_correlation_table("行政级别", "个人答题正确率", n_rank, n_y, rank_pairs, min_group,
+                                     primary="spearman", higher="行政级别较高"))
+    age_pairs = [(float(year - j), s) for _r, j, s in scored if j is not None]
+    n_age = sum(1 for _m, _u, _r, joined, *_ in scores if joined is not None)
+    tables.append(_correlation_table("党龄", "个人答题正确率", n_age, n_y, age_pairs, min_group,
+                                     primary="pearson", higher="党龄较长"))
+    return [t for t in tables if t.n_x and t.n_y]
+
+
+def _correlation_table(x: str, y: str, n_x: int, n_y: int, pairs: list[tuple[float, float]], min_group: int,
+                       *, primary: str, higher: str) -> CorrelationTable:
+    if len(pairs) < max(min_group, 3):
+        return CorrelationTable(x, y, n_x, n_y, None, withheld=True,
+                                sentence=f"同时有{x}和答题记录的人数少于{max(min_group, 3)}人，不作相关分析。")
+    res = correlation([p[0] for p in pairs], [p[1] for p in pairs])
+    if res is None:
+        return CorrelationTable(x, y, n_x, n_y, None,
+                                sentence=f"{x}或正确率在参与者之间没有差异，无法计算相关系数。")
+    r, p, name = ((res.spearman_rho, res.spearman_p, "Spearman ρ") if primary == "spearman"
+                  else (res.pearson_r, res.pearson_p, "Pearson r"))
+    stats_text = (f"Pearson r = {r3(res.pearson_r)}，p {fmt_p(res.pearson_p)}；"
+                  f"Spearman ρ = {r3(res.spearman_rho)}，p {fmt_p(res.spearman_p)}；N = {res.n}")
+    if p < 0.05:
+        strength = "弱" if abs(r) < 0.3 else "中等程度的" if abs(r) < 0.5 else "较强的"
+        direction = "正相关" if r > 0 else "负相关"
+        trend = "较高" if r > 0 else "较低"
+        sentence = (f"{x}与{y}呈{strength}{direction}（以{name}为准；{stats_text}）："
+                    f"{higher}的党员，答题正确率总体上{trend}。这只说明两者相伴变化，不说明因果关系。")
+    else:
+        sentence = f"未发现{x}与{y}之间有统计学意义上的相关（{stats_text}）。"
+    return CorrelationTable(x, y, n_x, n_y, res, sentence=sentence)
+
+
+async def _rounds(session: AsyncSession, scope: Scope, min_group: int) -> list[RoundAnalysis]:
+    rows = (await run(session, queries.ROUNDS, scope))[-MAX_ROUNDS_ANALYSED:]
+    out = []
+    for round_id, title, opens_at, n_items, pushed in rows:
+        one = Scope(scope.org, round_period(int(round_id)), scope.tz)
+        marks = await run(session, queries.ROUND_MATRIX, one, round_items=int(n_items))
+        order = (await session.exec(
+            select(RoundItem.item_id, BankItem.stem).join(BankItem, col(BankItem.id) == col(RoundItem.item_id))
+            .where(RoundItem.round_id == round_id).order_by(col(RoundItem.position)))).all()
+        stems = {i: s for i, s in order}
+        item_ids = [i for i, _ in order if any(m[1] == i for m in marks)]
+        members = sorted({m[0] for m in marks})
+        label = title or f"第{round_id}轮"
+        if len(members) < max(min_group, 2):
+            out.append(RoundAnalysis(int(round_id), label, opens_at, int(pushed), stems, None,
+                                     note=f"全部题目均按时作答的人数少于{max(min_group, 2)}人，不作题目分析。"))
+            continue
+        col_of = {i: j for j, i in enumerate(item_ids)}
+        row_of = {m: k for k, m in enumerate(members)}
+        matrix = np.zeros((len(members), len(item_ids)))
+        for member_id, item_id, mark in marks:
+            matrix[row_of[member_id], col_of[item_id]] = mark
+        result = item_analysis(item_ids, matrix)
+        note = "" if len(item_ids) >= 3 else "题目少于3道，α系数不计算。"
+        if len(item_ids) < 3:
+            result = replace(result, alpha=None)
+        out.append(RoundAnalysis(int(round_id), label, opens_at, int(pushed), stems, result, note=note))
+    return out
+
+
+async def _nonresponders(session: AsyncSession, scope: Scope) -> list[tuple[str, str, int]] | None:
+    """Names only when the scope organisation or an ancestor switched the list on."""
+    ids = [int(x) for x in scope.org.path.strip("/").split("/") if x]
+    flags = (await session.exec(select(Organization.named_nonresponders).where(col(Organization.id).in_(ids)))).all()
+    if not any(flags):
+        return None
+    rows = await run(session, queries.NONRESPONDERS, scope)
+    return [(name, org_name, int(missed)) for _id, name, org_name, missed in rows]
