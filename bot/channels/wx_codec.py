@@ -37,6 +37,12 @@ async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
     return body
 
 
+def cdata_safe(text: str) -> str:
+    """wechatpy puts reply text into CDATA unescaped; a "]]>" (e.g. echoed from what the member
+    typed) would end the section and let the rest be read as XML. Split it the standard way."""
+    return text.replace("]]>", "]]]]><![CDATA[>")
+
+
 def _nonce() -> str:
     return secrets.token_hex(8)
 
@@ -127,11 +133,12 @@ def _decrypt(crypto: WeChatCrypto | WeComCrypto, body: bytes, signature: str, ti
 
 
 def parse_xml(xml: str) -> dict[str, str]:
-    """The decrypted message as a flat dict (for fields wechatpy's classes do not know)."""
+    """The decrypted message as a flat dict of strings (for fields wechatpy's classes do not know)."""
     try:
         data = xmltodict.parse(xml)["xml"]
     except Exception:
         raise Rejected(400, "malformed XML") from None
-    if not isinstance(data, dict) or "MsgType" not in data:
+    if not isinstance(data, dict) or not isinstance(data.get("MsgType"), str):
         raise Rejected(400, "not a message")
-    return data
+    # Only plain text fields: a nested element where text belongs is treated as empty.
+    return {k: v if isinstance(v, str) else "" for k, v in data.items()}

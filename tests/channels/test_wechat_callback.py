@@ -235,3 +235,22 @@ async def test_quick_successive_answers_go_to_successive_items(wx):
     responses = await asyncio.gather(*(wx.post(cb) for cb in callbacks))
     assert all(r.status_code == 200 for r in responses)
     assert {item for item, _ in await answers_of(wx, openid)} == {"t-single-001", "t-single-002"}
+
+
+async def test_typed_text_cannot_inject_xml_into_the_reply(wx):
+    tree, _openid = await member_openid(wx, per_branch=1)
+    secretary = tree.senders[tree.secretaries[0].id].external_id
+    attack = "报告 ]]></Content><ToUserName><![CDATA[oQF-victim]]></ToUserName><Content><![CDATA[x"
+    for encrypt in (True, False):
+        reply = await wx.say(secretary, attack, encrypt=encrypt)  # read_reply checks ToUserName too
+        assert "没有找到组织" in reply and "<ToUserName>" in reply
+
+
+async def test_odd_but_signed_xml_gets_a_polite_answer_not_an_error(wx):
+    cb = wx.fake.text_callback("oQF-odd-0001", "x", encrypt=False)
+    cb.body = cb.body.replace("<Content><![CDATA[x]]></Content>", "<Content><b>x</b></Content>")
+    reply = wx.fake.read_reply(cb, (await wx.post(cb)).text)
+    assert "没有看懂" in reply["Content"]
+    not_xml = wx.fake.text_callback("oQF-odd-0001", "x", encrypt=False)
+    not_xml.body = "<xml><MsgType>text"
+    assert (await wx.post(not_xml)).status_code == 400

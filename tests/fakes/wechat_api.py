@@ -86,7 +86,7 @@ def xml_message(fields: dict[str, Any]) -> str:
         if isinstance(v, int):
             nodes.append(f"<{k}>{v}</{k}>")
         else:
-            nodes.append(f"<{k}><![CDATA[{v}]]></{k}>")
+            nodes.append(f"<{k}><![CDATA[{str(v).replace(']]>', ']]]]><![CDATA[>')}]]></{k}>")
     return "<xml>" + "".join(nodes) + "</xml>"
 
 

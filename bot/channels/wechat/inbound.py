@@ -20,7 +20,7 @@ from wechatpy.replies import TextReply
 
 from bot.channels.wechat.messenger import PLATFORM, WeChatMessenger
 from bot.channels.wx_api import ApiError, log_failure
-from bot.channels.wx_codec import Rejected, WeChatCodec, parse_xml, read_body
+from bot.channels.wx_codec import Rejected, WeChatCodec, cdata_safe, parse_xml, read_body
 from bot.channels.wx_identity import set_active, touch
 from bot.channels.wx_inbound import InboundFlow, Message, Reply, message_key
 from bot.channels.wx_text import NOT_TEXT, pack_texts, render_texts
@@ -73,7 +73,7 @@ class WeChatInbound:
         background = self.flow.after_response(msg.source, reply.followups)
         if reply.passive is None:
             return PlainTextResponse("success", background=background)
-        xml_out = TextReply(source=msg.target, target=msg.source, content=reply.passive["content"]).render()
+        xml_out = TextReply(source=msg.target, target=msg.source, content=cdata_safe(reply.passive["content"])).render()
         return Response(self.codec.seal(xml_out, encrypted), media_type="application/xml", background=background)
 
     def _work(self, msg: Any, raw: dict[str, Any]) -> Work | None:

@@ -21,7 +21,7 @@ from wechatpy.enterprise.replies import TextReply
 from bot.channels.wecom.cards import parse_button_key
 from bot.channels.wecom.messenger import PLATFORM, Gone, WeComMessenger, plan
 from bot.channels.wx_api import ApiError, log_failure
-from bot.channels.wx_codec import Rejected, WeComCodec, parse_xml, read_body
+from bot.channels.wx_codec import Rejected, WeComCodec, cdata_safe, parse_xml, read_body
 from bot.channels.wx_identity import touch
 from bot.channels.wx_inbound import InboundFlow, Message, Reply, message_key
 from bot.channels.wx_text import NOT_TEXT
@@ -87,7 +87,7 @@ class WeComInbound:
         if reply.passive is None:
             return PlainTextResponse("success", background=background)
         xml_out = TextReply(source=raw.get("ToUserName", ""), target=userid, agent=self.agentid,
-                            content=reply.passive["content"]).render()
+                            content=cdata_safe(reply.passive["content"])).render()
         return Response(self.codec.seal(xml_out), media_type="application/xml", background=background)
 
     def _work(self, userid: str, raw: dict[str, Any]) -> Work | None:
