@@ -1,5 +1,11 @@
 """Calling wechatpy's blocking clients from asyncio, with the shared access token.
 
+wechatpy is pinned to 1.8.18: it is the latest stable release (2021) and covers everything
+used here — 公众号 and WeCom crypto, message parsing, replies, customer-service/template and
+WeCom app messages, directory reads (plus generic `client.post` for newer endpoints such as
+`message/update_template_card` and `user/list_id`). 2.0.0a26 is an alpha tag from 2022 with
+no release since; the two interoperate on crypto, so moving later is a small change.
+
 wechatpy 1.8.18 is synchronous (requests). Every call runs in a small thread pool of its
 own, so the event loop never blocks and a slow WeChat cannot starve other thread users.
 The token comes from `TokenStore` (shared by all processes); wechatpy reads it through a
