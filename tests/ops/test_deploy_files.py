@@ -284,3 +284,44 @@ def test_systemd_analyze_verify_is_silent(tmp_path):
     target.write_text(text.replace("/opt/qingfeng/.venv/bin/qingfeng", str(qingfeng)), "utf-8")
     res = subprocess.run(["systemd-analyze", "verify", str(target)], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0 and res.stdout.strip() == "" and res.stderr.strip() == "", res.stderr
+
+
+# --- docs ---------------------------------------------------------------------------------------
+
+DOCS = sorted((ROOT / "docs").glob("deploy-*.md")) + sorted((ROOT / "docs").glob("setup-*.md"))
+
+
+def test_deploy_docs_exist_in_chinese():
+    names = {p.name for p in DOCS}
+    assert {"setup-telegram.md", "setup-wechat.md", "setup-wecom.md", "deploy-single-machine.md",
+            "deploy-compose.md", "deploy-operations.md"} <= names
+    for p in DOCS:
+        text = p.read_text("utf-8")
+        han = sum("\u4e00" <= ch <= "\u9fff" for ch in text)
+        assert han > 300, p.name
+
+
+def test_deploy_docs_name_only_real_settings_commands_and_files():
+    from typer.main import get_command
+
+    from bot.cli import app
+
+    settings = {f"QINGFENG_{k.upper()}" for k in Settings.model_fields}
+    extra = {"QINGFENG_CONFIG", "QINGFENG_PUBLISH", "QINGFENG_IMAGE", "QINGFENG_TEST_POSTGRES_URL"}
+    commands = set(get_command(app).commands)  # type: ignore[attr-defined]
+    for p in DOCS:
+        text = p.read_text("utf-8")
+        for key in re.findall(r"QINGFENG_[A-Z0-9_]*[A-Z0-9]", text):
+            assert key in settings | extra, f"{p.name}: unknown setting {key}"
+        code = "\n".join(re.findall(r"```.*?```|`[^`\n]+`", text, flags=re.S))
+        # In command position only: line start, after a path, `&&`, a pipe or an opening backtick.
+        used = re.findall(r"(?:^\s*`?|/bin/|&&\s+|\|\s+)(?:qingfeng|qf) ([a-z][a-z-]*)", code, flags=re.M)
+        used += re.findall(r"run --rm (?:-T )?(?:-v \S+ )?bot ([a-z][a-z-]*)", code)
+        for cmd in used:
+            # `qingfeng cd …` is the crontab's user column, not a command.
+            assert cmd in commands or cmd == "cd", f"{p.name}: unknown command qingfeng {cmd}"
+        for ref in re.findall(r"\]\(([\w-]+\.md)(?:#[^)]*)?\)", text):
+            assert (ROOT / "docs" / ref).exists(), f"{p.name}: broken link {ref}"
+        for path in re.findall(r"\b(deploy/[\w.-]+|bot/[\w/.-]+\.py)\b", text):
+            made = path == "deploy/.env"  # the operator creates it from .env.example
+            assert made or (ROOT / path).exists(), f"{p.name}: no such file {path}"
