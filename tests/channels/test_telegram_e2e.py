@@ -18,9 +18,10 @@ from pathlib import Path
 
 import pytest
 from sqlmodel import col, func, select
+from telegram import Update
 
 from bot.app import App, start_app
-from bot.channels.telegram import TelegramMessenger, build_application
+from bot.channels.telegram import TelegramComponent, TelegramMessenger, build_application
 from bot.channels.telegram.handlers import PRIVATE_ONLY
 from bot.config import Settings, load_settings
 from bot.core.invites import issue_code
@@ -460,3 +461,24 @@ async def test_qingfeng_run_process_binds_and_stops_on_sigterm(sqlite_url, fake)
                           .where(ChannelIdentity.platform == "telegram"))).one()
         item = await s.get(BankItem, "t-single-001")
     assert n == 1 and item is not None
+
+
+# --- the one error handler ----------------------------------------------------------------------------
+
+
+async def test_unexpected_error_gets_a_polite_reply_and_a_log_without_personal_data(sqlite_url, fake, caplog):
+    settings = tg_settings(sqlite_url, fake)
+    async with data_app(settings) as app:
+        component = TelegramComponent(app)  # what `qingfeng run` starts for Telegram
+        await component.start()
+        try:
+            payload = {"update_id": 4242, **fake.text_update(5555, "/report 机密支部")}
+            update = Update.de_json(payload, component.application.bot)
+            # PTB's own dispatch to the registered error handler, as after a handler raised.
+            await component.application.process_error(update, RuntimeError("database went away"))
+            await reply_containing(fake, 5555, "抱歉，系统暂时出错，请稍后再试。")
+        finally:
+            await component.stop()
+    failures = [r for r in caplog.records if r.name == "bot.channels.telegram.handlers" and r.levelname == "ERROR"]
+    assert [r.getMessage() for r in failures] == ["telegram update 4242 failed: RuntimeError"]
+    assert "5555" not in caplog.text and "机密支部" not in caplog.text
