@@ -273,6 +273,9 @@ def campaign_command(
     if until <= max(when, datetime.now(UTC)):
         err.print("[red]截止时间必须晚于推送时间和当前时间。[/red]")
         raise typer.Exit(2)
+    if when < datetime.now(UTC) - timedelta(minutes=1):
+        err.print("[red]推送时间已过；要立即推送请不写 --at。[/red]")
+        raise typer.Exit(2)
 
     async def body(a: Any) -> None:
         async with a.db.session() as session:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
@@ -61,10 +61,11 @@ def local(dt: datetime, tz: ZoneInfo = SH) -> str:
     return dt.astimezone(tz).strftime("%a %m-%d %H:%M")
 
 
-async def bind_all(app: App, member_ids: list[int], platform: str = "webhook") -> dict[int, str]:
+async def bind_all(app: App, member_ids: list[int], platform: str = "webhook",
+                   external: Callable[[int], str] | None = None) -> dict[int, str]:
     """Bound chat identities for many members at once (binding itself is tested in tests/core);
     returns member id → external id."""
-    ids = {m: f"{platform}-{m}" for m in member_ids}
+    ids = {m: external(m) if external else f"{platform}-{m}" for m in member_ids}
     async with app.db.session() as s:
         await insert_ignore(s, ChannelIdentity, [
             {"member_id": m, "platform": platform, "external_id": ext, "active": True, "bound_at": app.service.clock()}

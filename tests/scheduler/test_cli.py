@@ -95,6 +95,11 @@ def test_campaign_for_a_cohort(qf):
     assert nobody.exit_code == 2 and "没有带「关键岗位」标签的在册成员" in nobody.output
     past = qf("campaign", "--org", "机关党委", "--items", "t-single-001", "--deadline", "2020-01-01 20:00")
     assert past.exit_code == 2 and "截止时间必须晚于" in past.output
+    late = qf("campaign", "--org", "机关党委", "--items", "t-single-001", "--at", "2020-01-01 09:00",
+              "--deadline", "2099-01-01 20:00")
+    assert late.exit_code == 2 and "推送时间已过" in late.output
+    garbled = qf("campaign", "--org", "机关党委", "--items", "t-single-001", "--deadline", "下周五")
+    assert garbled.exit_code == 2 and "时间「下周五」格式不对" in garbled.output
     ok = qf("campaign", "--org", "机关党委", "--tag", "新提任", "--items", "t-single-001,t-judge-001",
             "--deadline", "2099-12-05 20:00", "--title", "新提任干部专题测试")
     assert ok.exit_code == 0, ok.output
