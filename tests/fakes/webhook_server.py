@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,7 +38,8 @@ class FakeWebhookServer:
         self.lock = threading.Lock()
         # recipient → HTTP status to answer instead of 200 (e.g. 410 gone, 500 broken)
         self.status_for: dict[str, int] = {}
-        self.fail_times: Counter[str] = Counter()  # recipient → answer 500 this many more times
+        # recipient → statuses to answer first, in order (e.g. [500, 500] or [429]); then normal
+        self.script: dict[str, list[int]] = defaultdict(list)
         # Called with each new delivery and the running count of deliveries, *before* the reply
         # goes out (a test can kill the sender there: the nastiest moment).
         self.on_delivery: Callable[[Post, int], None] | None = None
@@ -88,9 +89,8 @@ class FakeWebhookServer:
             if not signature_ok:
                 return 401
         with self.lock:
-            if self.fail_times[recipient] > 0:
-                self.fail_times[recipient] -= 1
-                return 500
+            if self.script[recipient]:
+                return self.script[recipient].pop(0)
             if recipient in self.status_for:
                 return self.status_for[recipient]
             repeat = any(p.key == key for p in self.posts)
@@ -113,6 +113,8 @@ class FakeWebhookServer:
                 status = fake._handle(body, {k.lower(): v for k, v in self.headers.items()})
                 reply = json.dumps({"ok": status == 200}).encode()
                 self.send_response(status)
+                if status == 429:
+                    self.send_header("Retry-After", "0")
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(reply)))
                 self.end_headers()

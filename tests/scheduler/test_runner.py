@@ -240,7 +240,7 @@ async def test_failed_sends_are_retried_with_backoff_and_gone_recipients_blocked
     await schedule(app, tree.root, "weekly_round", {"day_of_week": "mon", "time": "09:00", "items": 1})
     b = tree.branches[0]
     flaky, gone = tree.members[b.id]
-    webhook.fail_times[tree.senders[flaky.id].external_id] = 4 * 2  # two rounds of the messenger's own retries
+    webhook.script[tree.senders[flaky.id].external_id] = [500] * 8  # twice the messenger's own 4 tries
     webhook.status_for[tree.senders[gone.id].external_id] = 410
     async with webhook_messengers(app, webhook) as messengers:
         runner = Runner(app, messengers)
