@@ -13,7 +13,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.core.orgs import subtree_members
-from bot.storage.bulk import insert_ignore, insert_one_ignore
+from bot.storage.bulk import insert_ignore, insert_one_returning_id
 from bot.storage.models import (
     Answer,
     BankItem,
@@ -148,7 +148,7 @@ async def round_items(session: AsyncSession, round_id: int) -> list[BankItem]:
 
 async def record_answer(
     session: AsyncSession, *, member_id: int, rnd: Round, item: BankItem, choice: str,
-    channel: str, now: datetime, latency_ms: int | None = None,
+    channel: str, now: datetime, latency_ms: int | None = None, commit: bool = True,
 ) -> RecordedAnswer:
     """Store the answer once; a repeat returns the first answer unchanged (first answer counts)."""
     correct = grade(item.answer, choice)
@@ -157,12 +157,26 @@ async def record_answer(
         "correct": correct, "late": now > rnd.deadline, "answered_at": now,
         "latency_ms": latency_ms, "channel": channel,
     }
-    inserted = await insert_one_ignore(session, Answer, row)
-    await session.commit()
+    new_id = await insert_one_returning_id(session, Answer, row)
+    if commit:
+        await session.commit()
+    if new_id is not None:
+        return RecordedAnswer(answer=Answer(id=new_id, **row), duplicate=False)
     stored = (await session.exec(select(Answer).where(
         Answer.member_id == member_id, Answer.round_id == rnd.id, Answer.item_id == item.id,
     ))).one()
-    return RecordedAnswer(answer=stored, duplicate=not inserted)
+    return RecordedAnswer(answer=stored, duplicate=True)
+
+
+async def delivered_round(session: AsyncSession, *, member_id: int, round_id: int, item_id: str) -> Round | None:
+    """The round, if this item of it was pushed to this member (the check behind every button)."""
+    stmt = (
+        select(Round)
+        .join(Delivery, and_(col(Delivery.round_id) == col(Round.id), col(Delivery.member_id) == member_id))
+        .join(RoundItem, and_(col(RoundItem.round_id) == col(Round.id), col(RoundItem.item_id) == item_id))
+        .where(Round.id == round_id)
+    )
+    return (await session.exec(stmt)).first()
 
 
 async def is_delivered(session: AsyncSession, *, member_id: int, round_id: int, item_id: str) -> bool:

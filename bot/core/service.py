@@ -188,7 +188,7 @@ class Service:
             round_id, item_id = card.round_id, card.item_id
         else:
             round_id, item_id = cmd.round_id, cmd.item_id
-        item = await session.get(BankItem, item_id)
+        item = await self._bank_item(session, item_id)
         if item is None:
             raise NotDelivered()
         choice = cmd.choice.upper()
@@ -205,10 +205,9 @@ class Service:
                                              correct=correct, now=now)
             duplicate, late = False, False
         else:
-            if not await quiz.is_delivered(session, member_id=member_id, round_id=round_id,
-                                           item_id=item.id):
+            rnd = await quiz.delivered_round(session, member_id=member_id, round_id=round_id, item_id=item.id)
+            if rnd is None:
                 raise NotDelivered()
-            rnd = await session.get(Round, round_id)
             recorded = await quiz.record_answer(
                 session, member_id=member_id, rnd=rnd, item=item, choice=choice,  # type: ignore[arg-type]
                 channel=self._channel, now=now)
@@ -239,6 +238,17 @@ class Service:
             late=late, duplicate=duplicate, case=case, next_card=next_card, remaining=remaining)
 
     _channel = "console"
+    _item_cache: dict[str, BankItem]
+
+    async def _bank_item(self, session: AsyncSession, item_id: str) -> BankItem | None:
+        # Items only change when the bank is synced at start-up: cache the read-only rows.
+        cache = self.__dict__.setdefault("_item_cache", {})
+        item = cache.get(item_id)
+        if item is None:
+            item = await session.get(BankItem, item_id)
+            if item is not None:
+                cache[item_id] = item
+        return item
 
     def for_channel(self, channel: str) -> Service:
         """A view of this service that stamps answers with the channel they came from."""

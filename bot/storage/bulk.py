@@ -42,6 +42,16 @@ async def insert_one_ignore(
     return (result.rowcount or 0) > 0
 
 
+async def insert_one_returning_id(
+    session: AsyncSession, model: type[SQLModel], row: dict[str, Any]
+) -> int | None:
+    """Insert one row unless it conflicts; the new id, or None on conflict (one round trip)."""
+    table = model.__table__  # type: ignore[attr-defined]
+    stmt = _insert(session, model).values(**row).on_conflict_do_nothing().returning(table.c.id)
+    result = await session.exec(stmt)  # type: ignore[call-overload]
+    return result.scalar_one_or_none()
+
+
 async def upsert(
     session: AsyncSession, model: type[SQLModel], rows: Sequence[dict[str, Any]],
     *, keys: Sequence[str], chunk: int = 500,
