@@ -19,44 +19,68 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# Answers of members in the scope to rounds opened in the period ("scoped"), and the
-# subset that counts ("valid"): on time, to items that are not retired.
-_SCOPED = """scoped AS (
-    SELECT a.member_id, a.round_id, a.item_id, a.choice, a.correct, a.late,
-           bi.status AS item_status, o.path AS org_path, r.opens_at
-    FROM answer a
-    JOIN round r ON r.id = a.round_id
-    JOIN member m ON m.id = a.member_id
-    JOIN organization o ON o.id = m.org_id
-    JOIN bankitem bi ON bi.id = a.item_id
+# Members of the scope, rounds of the period, their answers ("scoped") and the answers that
+# count ("valid": on time, to items that are not retired). Answers are filtered by the two
+# id lists rather than joined row by row, so a branch's month reads only its own rows
+# through the (member_id, round_id) unique index, and totals are taken before any join.
+_BASE = """scope_members AS (
+    SELECT m.id AS member_id, m.org_id
+    FROM member m JOIN organization o ON o.id = m.org_id
     WHERE o.path LIKE :scope
-      AND r.opens_at >= :start AND r.opens_at < :end{round_filter}
+),
+period_rounds AS (
+    SELECT r.id AS round_id, r.opens_at
+    FROM round r
+    WHERE r.opens_at >= :start AND r.opens_at < :end{round_filter}
+),
+scoped AS (
+    SELECT a.member_id, a.round_id, a.item_id, a.choice, a.correct, a.late,
+           CASE WHEN a.item_id IN (SELECT id FROM bankitem WHERE status = 'retired') THEN 1 ELSE 0 END AS retired
+    FROM answer a
+    WHERE a.round_id IN (SELECT round_id FROM period_rounds)
+      AND a.member_id IN (SELECT member_id FROM scope_members)
 ),
 valid AS (
-    SELECT * FROM scoped WHERE NOT late AND item_status <> 'retired'
+    SELECT member_id, round_id, item_id, choice, correct FROM scoped WHERE NOT late AND retired = 0
 )"""
 
-# Deliveries (one per member and round) to members in the scope, in the period.
+# Deliveries (one per member and round) to members of the scope in the period's rounds.
 _PUSHED = """pushed AS (
-    SELECT d.round_id, d.member_id, o.path AS org_path, r.opens_at
+    SELECT d.round_id, d.member_id
     FROM delivery d
-    JOIN round r ON r.id = d.round_id
-    JOIN member m ON m.id = d.member_id
-    JOIN organization o ON o.id = m.org_id
-    WHERE o.path LIKE :scope
-      AND r.opens_at >= :start AND r.opens_at < :end{round_filter}
+    WHERE d.round_id IN (SELECT round_id FROM period_rounds)
+      AND d.member_id IN (SELECT member_id FROM scope_members)
+)"""
+
+_CORRECT = "SUM(CASE WHEN correct THEN 1 ELSE 0 END)"
+
+# Valid answers totalled per member and round, and per member.
+_MEMBER_ROUNDS = """member_rounds AS (
+    SELECT member_id, round_id, COUNT(*) AS answers, """ + _CORRECT + """ AS correct
+    FROM valid GROUP BY member_id, round_id
+)"""
+_SCORES = """scores AS (
+    SELECT member_id, COUNT(*) AS answers, """ + _CORRECT + """ AS correct
+    FROM valid GROUP BY member_id
 )"""
 
 # The scope's child organisations (each with its subtree) and the scope itself (its direct
-# members only), so every member falls into exactly one unit.
+# members only), so every member falls into exactly one unit; organisations are matched to
+# units once, members to organisations by id.
 _UNITS = """units AS (
     SELECT c.id AS unit_id, c.name AS unit_name, c.path || '%' AS pattern
     FROM organization c WHERE c.parent_id = :scope_id
     UNION ALL
     SELECT o.id, o.name, o.path FROM organization o WHERE o.id = :scope_id
+),
+org_unit AS (
+    SELECT o.id AS org_id, u.unit_id
+    FROM organization o JOIN units u ON o.path LIKE u.pattern
+    WHERE o.path LIKE :scope
+),
+member_unit AS (
+    SELECT sm.member_id, ou.unit_id FROM scope_members sm JOIN org_unit ou ON ou.org_id = sm.org_id
 )"""
-
-_CORRECT = "SUM(CASE WHEN correct THEN 1 ELSE 0 END)"
 
 
 @dataclass(frozen=True)
@@ -77,35 +101,46 @@ SUMMARY = Query(
     "member-rounds with any answer (回收); responded = member-rounds with a valid answer (有效); "
     "people = distinct members with a valid answer; late and retired answers are counted apart "
     "and excluded from valid_answers.",
-    _with(_SCOPED, _PUSHED) + """SELECT
+    _with(_BASE, _PUSHED) + """, member_rounds AS (
+    SELECT member_id, round_id,
+           SUM(CASE WHEN NOT late AND retired = 0 THEN 1 ELSE 0 END) AS valid_answers,
+           SUM(CASE WHEN NOT late AND retired = 0 AND correct THEN 1 ELSE 0 END) AS correct,
+           SUM(CASE WHEN late THEN 1 ELSE 0 END) AS late,
+           SUM(CASE WHEN NOT late AND retired = 1 THEN 1 ELSE 0 END) AS retired
+    FROM scoped GROUP BY member_id, round_id
+)
+SELECT
     (SELECT COUNT(*) FROM member m JOIN organization o ON o.id = m.org_id
      WHERE o.path LIKE :scope AND m.active) AS members,
     (SELECT COUNT(*) FROM pushed) AS pushed,
-    (SELECT COUNT(*) FROM (SELECT DISTINCT round_id, member_id FROM scoped) t) AS returned,
-    (SELECT COUNT(*) FROM (SELECT DISTINCT round_id, member_id FROM valid) t) AS responded,
-    (SELECT COUNT(DISTINCT member_id) FROM valid) AS people,
-    (SELECT COUNT(*) FROM valid) AS valid_answers,
-    (SELECT COALESCE(""" + _CORRECT + """, 0) FROM valid) AS correct_answers,
-    (SELECT COUNT(*) FROM scoped WHERE late) AS late_answers,
-    (SELECT COUNT(*) FROM scoped WHERE NOT late AND item_status = 'retired') AS retired_answers""",
+    COUNT(*) AS returned,
+    COALESCE(SUM(CASE WHEN valid_answers > 0 THEN 1 ELSE 0 END), 0) AS responded,
+    COUNT(DISTINCT CASE WHEN valid_answers > 0 THEN member_id END) AS people,
+    COALESCE(SUM(valid_answers), 0) AS valid_answers,
+    COALESCE(SUM(correct), 0) AS correct_answers,
+    COALESCE(SUM(late), 0) AS late_answers,
+    COALESCE(SUM(retired), 0) AS retired_answers
+FROM member_rounds""",
 )
 
 ITEMS = Query(
     "items", "各题正确率",
     "One row per item answered. people = distinct members (the privacy floor applies to it).",
-    _with(_SCOPED) + """SELECT v.item_id, bi.stem, bi.type, bi.answer AS answer_key,
-       COUNT(*) AS answers, SUM(CASE WHEN v.correct THEN 1 ELSE 0 END) AS correct,
-       COUNT(DISTINCT v.member_id) AS people
-FROM valid v JOIN bankitem bi ON bi.id = v.item_id
-GROUP BY v.item_id, bi.stem, bi.type, bi.answer
-ORDER BY v.item_id""",
+    _with(_BASE) + """SELECT n.item_id, bi.stem, bi.type, bi.answer AS answer_key, n.answers, n.correct, n.people
+FROM (
+    SELECT item_id, COUNT(*) AS answers, """ + _CORRECT + """ AS correct,
+           COUNT(DISTINCT member_id) AS people
+    FROM valid GROUP BY item_id
+) n
+JOIN bankitem bi ON bi.id = n.item_id
+ORDER BY n.item_id""",
 )
 
 OPTIONS = Query(
     "options", "各题选项分布（图表）",
     "One row per item and exact choice ('ACD' for a multiple-choice answer). The charts count "
     "a multiple-choice answer towards each letter it contains.",
-    _with(_SCOPED) + """SELECT item_id, choice, COUNT(*) AS answers
+    _with(_BASE) + """SELECT item_id, choice, COUNT(*) AS answers
 FROM valid
 GROUP BY item_id, choice
 ORDER BY item_id, choice""",
@@ -114,7 +149,7 @@ ORDER BY item_id, choice""",
 TOPICS = Query(
     "topics", "各主题正确率",
     "One row per topic; an item with two topics counts in both.",
-    _with(_SCOPED) + """SELECT it.topic, COUNT(DISTINCT v.item_id) AS items, COUNT(*) AS answers,
+    _with(_BASE) + """SELECT it.topic, COUNT(DISTINCT v.item_id) AS items, COUNT(*) AS answers,
        SUM(CASE WHEN v.correct THEN 1 ELSE 0 END) AS correct,
        COUNT(DISTINCT v.member_id) AS people
 FROM valid v JOIN itemtopic it ON it.item_id = v.item_id
@@ -124,27 +159,26 @@ ORDER BY it.topic""",
 
 WEEKS = Query(
     "weeks", "分周趋势",
-    "One row per local calendar week (Monday) in which rounds opened. pushed_people = distinct "
-    "members pushed that week.",
-    _with(_SCOPED, _PUSHED) + """, pushed_by_week AS (
-    SELECT week, COUNT(*) AS pushed, COUNT(DISTINCT member_id) AS pushed_people
-    FROM (SELECT {week} AS week, member_id FROM pushed) w GROUP BY week
+    "One row per local calendar week (Monday) in which rounds reached the scope. pushed_people = "
+    "distinct members pushed that week.",
+    _with(_BASE, _PUSHED, _MEMBER_ROUNDS) + """, round_weeks AS (
+    SELECT round_id, {week} AS week FROM period_rounds
+),
+pushed_by_week AS (
+    SELECT rw.week, COUNT(DISTINCT p.round_id) AS rounds, COUNT(*) AS pushed,
+           COUNT(DISTINCT p.member_id) AS pushed_people
+    FROM pushed p JOIN round_weeks rw ON rw.round_id = p.round_id GROUP BY rw.week
 ),
 answers_by_week AS (
-    SELECT week, COUNT(DISTINCT round_id) AS rounds, COUNT(*) AS answers,
-           """ + _CORRECT + """ AS correct, COUNT(DISTINCT member_id) AS people
-    FROM (SELECT {week} AS week, round_id, member_id, correct FROM valid) w GROUP BY week
-),
-responded_by_week AS (
-    SELECT week, COUNT(*) AS responded
-    FROM (SELECT DISTINCT {week} AS week, round_id, member_id FROM valid) w GROUP BY week
+    SELECT rw.week, COUNT(*) AS responded, SUM(mr.answers) AS answers, SUM(mr.correct) AS correct,
+           COUNT(DISTINCT mr.member_id) AS people
+    FROM member_rounds mr JOIN round_weeks rw ON rw.round_id = mr.round_id GROUP BY rw.week
 )
-SELECT p.week, COALESCE(a.rounds, 0) AS rounds, p.pushed, COALESCE(rs.responded, 0) AS responded,
+SELECT p.week, p.rounds, p.pushed, COALESCE(a.responded, 0) AS responded,
        COALESCE(a.answers, 0) AS answers, COALESCE(a.correct, 0) AS correct,
        COALESCE(a.people, 0) AS people, p.pushed_people
 FROM pushed_by_week p
 LEFT JOIN answers_by_week a ON a.week = p.week
-LEFT JOIN responded_by_week rs ON rs.week = p.week
 ORDER BY p.week""",
 )
 
@@ -153,83 +187,69 @@ UNITS = Query(
     "One row per child organisation (its whole subtree) plus one for members attached directly "
     "to the scope organisation. For a branch's rank among its siblings, run it with the parent "
     "as the scope.",
-    _with(_SCOPED, _PUSHED, _UNITS) + """, unit_pushed AS (
-    SELECT u.unit_id, COUNT(*) AS pushed, COUNT(DISTINCT p.member_id) AS pushed_people
-    FROM pushed p JOIN units u ON p.org_path LIKE u.pattern GROUP BY u.unit_id
-),
-unit_responded AS (
-    SELECT u.unit_id, COUNT(*) AS responded
-    FROM (SELECT DISTINCT round_id, member_id, org_path FROM valid) v
-    JOIN units u ON v.org_path LIKE u.pattern GROUP BY u.unit_id
+    _with(_BASE, _PUSHED, _UNITS, _MEMBER_ROUNDS) + """, unit_pushed AS (
+    SELECT mu.unit_id, COUNT(*) AS pushed, COUNT(DISTINCT p.member_id) AS pushed_people
+    FROM pushed p JOIN member_unit mu ON mu.member_id = p.member_id GROUP BY mu.unit_id
 ),
 unit_answers AS (
-    SELECT u.unit_id, COUNT(*) AS answers,
-           SUM(CASE WHEN v.correct THEN 1 ELSE 0 END) AS correct,
-           COUNT(DISTINCT v.member_id) AS people
-    FROM valid v JOIN units u ON v.org_path LIKE u.pattern GROUP BY u.unit_id
+    SELECT mu.unit_id, COUNT(*) AS responded, SUM(mr.answers) AS answers, SUM(mr.correct) AS correct,
+           COUNT(DISTINCT mr.member_id) AS people
+    FROM member_rounds mr JOIN member_unit mu ON mu.member_id = mr.member_id GROUP BY mu.unit_id
 )
 SELECT u.unit_id, u.unit_name, COALESCE(p.pushed, 0) AS pushed,
-       COALESCE(rs.responded, 0) AS responded, COALESCE(a.answers, 0) AS answers,
+       COALESCE(a.responded, 0) AS responded, COALESCE(a.answers, 0) AS answers,
        COALESCE(a.correct, 0) AS correct, COALESCE(a.people, 0) AS people,
        COALESCE(p.pushed_people, 0) AS pushed_people
 FROM units u
 LEFT JOIN unit_pushed p ON p.unit_id = u.unit_id
-LEFT JOIN unit_responded rs ON rs.unit_id = u.unit_id
 LEFT JOIN unit_answers a ON a.unit_id = u.unit_id
 ORDER BY u.unit_id""",
 )
 
 MEMBER_SCORES = Query(
     "member_scores", "（统计检验的输入，不在报告中列出）",
-    "One row per member pushed in the period: their unit, 行政级别 ordinal and valid answers. "
-    "The per-member test across units and the correlations run on these vectors; no member "
-    "row is ever shown.",
-    _with(_SCOPED, _PUSHED, _UNITS) + """, scores AS (
-    SELECT member_id, COUNT(*) AS answers, """ + _CORRECT + """ AS correct
-    FROM valid GROUP BY member_id
-),
-people AS (SELECT DISTINCT member_id, org_path FROM pushed)
-SELECT p.member_id, u.unit_id, m.rank_level, m.joined_party_year,
+    "One row per member pushed in the period: their unit, 行政级别 ordinal, 入党年份 and valid "
+    "answers. The per-member test across units and the correlations run on these vectors; no "
+    "member row is ever shown.",
+    _with(_BASE, _PUSHED, _UNITS, _SCORES) + """SELECT p.member_id, mu.unit_id, m.rank_level, m.joined_party_year,
        COALESCE(s.answers, 0) AS answers, COALESCE(s.correct, 0) AS correct
-FROM people p
+FROM (SELECT member_id FROM scope_members WHERE member_id IN (SELECT member_id FROM pushed)) p
 JOIN member m ON m.id = p.member_id
-LEFT JOIN units u ON p.org_path LIKE u.pattern
+LEFT JOIN member_unit mu ON mu.member_id = p.member_id
 LEFT JOIN scores s ON s.member_id = p.member_id
 ORDER BY p.member_id""",
 )
 
-_GROUPED = """SELECT {key} AS grp, COUNT(DISTINCT v.member_id) AS people, COUNT(*) AS answers,
-       SUM(CASE WHEN v.correct THEN 1 ELSE 0 END) AS correct
-FROM valid v JOIN member m ON m.id = v.member_id
+_GROUPED = """SELECT {key} AS grp, COUNT(*) AS people, SUM(s.answers) AS answers, SUM(s.correct) AS correct
+FROM scores s JOIN member m ON m.id = s.member_id
 GROUP BY {key}
 ORDER BY {key}"""
 
 BY_RANK = Query(
     "by_rank", "按行政级别", "grp = member.rank_level (ordinal; NULL = not recorded).",
-    _with(_SCOPED) + _GROUPED.format(key="m.rank_level"),
+    _with(_BASE, _SCORES) + _GROUPED.format(key="m.rank_level"),
 )
 
 BY_POSITION = Query(
     "by_position", "按职务", "grp = member.position as recorded (NULL = not recorded).",
-    _with(_SCOPED) + _GROUPED.format(key="m.position"),
+    _with(_BASE, _SCORES) + _GROUPED.format(key="m.position"),
 )
 
 BY_PARTY_AGE = Query(
     "by_party_age", "按党龄（入党年份）",
     "grp = 党龄 band from 入党年份: 1 = under 5 years, 2 = 5–9, 3 = 10–19, 4 = 20–29, "
     "5 = 30 and more, NULL = not recorded.",
-    _with(_SCOPED) + """, banded AS (
-    SELECT v.member_id, v.correct,
+    _with(_BASE, _SCORES) + """, banded AS (
+    SELECT s.answers, s.correct,
            CASE WHEN m.joined_party_year IS NULL THEN NULL
                 WHEN :year - m.joined_party_year < 5 THEN 1
                 WHEN :year - m.joined_party_year < 10 THEN 2
                 WHEN :year - m.joined_party_year < 20 THEN 3
                 WHEN :year - m.joined_party_year < 30 THEN 4
                 ELSE 5 END AS grp
-    FROM valid v JOIN member m ON m.id = v.member_id
+    FROM scores s JOIN member m ON m.id = s.member_id
 )
-SELECT grp, COUNT(DISTINCT member_id) AS people, COUNT(*) AS answers,
-       """ + _CORRECT + """ AS correct
+SELECT grp, COUNT(*) AS people, SUM(answers) AS answers, SUM(correct) AS correct
 FROM banded
 GROUP BY grp
 ORDER BY grp""",
@@ -239,9 +259,9 @@ BY_TAG = Query(
     "by_tag", "按人群标签",
     "grp = each cohort tag in member.tags (a member with two tags counts in both; members "
     "without tags are not in this table).",
-    _with(_SCOPED) + """SELECT t.value AS grp, COUNT(DISTINCT v.member_id) AS people, COUNT(*) AS answers,
-       SUM(CASE WHEN v.correct THEN 1 ELSE 0 END) AS correct
-FROM valid v JOIN member m ON m.id = v.member_id
+    _with(_BASE, _SCORES) + """SELECT t.value AS grp, COUNT(*) AS people, SUM(s.answers) AS answers,
+       SUM(s.correct) AS correct
+FROM scores s JOIN member m ON m.id = s.member_id
 {tags_join}
 GROUP BY t.value
 ORDER BY t.value""",
@@ -251,10 +271,10 @@ ROUNDS = Query(
     "rounds", "题目质量分析：轮次",
     "One row per round of the period that reached the scope: current (not retired) items and "
     "members pushed.",
-    _with(_SCOPED, _PUSHED) + """SELECT r.id AS round_id, r.title, r.opens_at,
+    _with(_BASE, _PUSHED) + """SELECT r.id AS round_id, r.title, r.opens_at,
        (SELECT COUNT(*) FROM rounditem ri JOIN bankitem bi ON bi.id = ri.item_id
         WHERE ri.round_id = r.id AND bi.status <> 'retired') AS items,
-       COUNT(DISTINCT p.member_id) AS pushed
+       COUNT(*) AS pushed
 FROM pushed p JOIN round r ON r.id = p.round_id
 GROUP BY r.id, r.title, r.opens_at
 ORDER BY r.opens_at, r.id""",
@@ -264,7 +284,7 @@ ROUND_MATRIX = Query(
     "round_matrix", "题目质量分析：作答矩阵（一轮）",
     "First-attempt marks (1/0) of the members who answered every current item of one round "
     "on time (Moodle's finished attempts). Always run with the single-round filter.",
-    _with(_SCOPED) + """, complete AS (
+    _with(_BASE) + """, complete AS (
     SELECT member_id FROM valid GROUP BY member_id HAVING COUNT(*) = :round_items
 )
 SELECT v.member_id, v.item_id, CASE WHEN v.correct THEN 1 ELSE 0 END AS mark
@@ -276,7 +296,7 @@ NONRESPONDERS = Query(
     "nonresponders", "未作答名单（仅在组织开启后）",
     "Members pushed in the period and the rounds they left without a valid answer. Run only "
     "when the organisation (or an ancestor) has named_nonresponders switched on.",
-    _with(_SCOPED, _PUSHED) + """SELECT m.id AS member_id, m.name, o.name AS org_name, COUNT(*) AS missed
+    _with(_BASE, _PUSHED) + """SELECT m.id AS member_id, m.name, o.name AS org_name, COUNT(*) AS missed
 FROM pushed p
 JOIN member m ON m.id = p.member_id
 JOIN organization o ON o.id = m.org_id
