@@ -18,6 +18,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
@@ -38,7 +39,12 @@ from scheduler.schedules import ScheduleBook
 log = logging.getLogger(__name__)
 LOOKBACK = timedelta(days=35)  # how far back missed occurrences are looked for (and logged as stale)
 NOTIFICATION_TTL = timedelta(days=7)  # a digest or case push not sent within a week is dropped
-_OPEN = (DeliveryStatus.pending, DeliveryStatus.failed, DeliveryStatus.sending)
+
+
+def _open(model: Any) -> Any:
+    """Rows that may still be sent: pending, being sent, or failed with attempts left."""
+    return or_(col(model.status).in_([DeliveryStatus.pending, DeliveryStatus.sending]),
+               (col(model.status) == DeliveryStatus.failed) & (col(model.attempts) < MAX_ATTEMPTS))
 
 
 @dataclass
@@ -118,21 +124,25 @@ class Runner:
                 report.upcoming = [o for o in await self.plan(await self.book(), now) if o.due > now]
             return report
 
-    async def expire(self, now: datetime) -> None:
+    async def expire(self, now: datetime, dead: set[str]) -> None:
         """Rows that can no longer be useful become failed, so they stop being retried."""
         gone = {"status": DeliveryStatus.failed, "last_error": "expired", "attempts": MAX_ATTEMPTS}
-        waiting = or_(col(Delivery.status) == DeliveryStatus.pending,
-                      (col(Delivery.status) == DeliveryStatus.failed) & (col(Delivery.attempts) < MAX_ATTEMPTS))
+
+        def waiting(model: Any) -> Any:
+            left = or_(col(model.status) == DeliveryStatus.pending,
+                       (col(model.status) == DeliveryStatus.failed) & (col(model.attempts) < MAX_ATTEMPTS))
+            if dead:  # claimed by a process that died: nobody is sending them
+                left = or_(left, (col(model.status) == DeliveryStatus.sending) & col(model.claimed_by).in_(dead))
+            return left
+
         async with self.db.session() as session:
             closed = select(Round.id).where(col(Round.deadline) <= now)
             d = await session.exec(update(Delivery).where(  # type: ignore[call-overload]
-                col(Delivery.round_id).in_(closed), waiting).values(**gone))
-            n_waiting = or_(col(Notification.status) == DeliveryStatus.pending,
-                            (col(Notification.status) == DeliveryStatus.failed)
-                            & (col(Notification.attempts) < MAX_ATTEMPTS))
+                col(Delivery.round_id).in_(closed), waiting(Delivery)).values(**gone))
             r = await session.exec(update(Notification).where(  # type: ignore[call-overload]
-                n_waiting, or_((col(Notification.kind) == "reminder") & col(Notification.round_id).in_(closed),
-                               col(Notification.created_at) < now - NOTIFICATION_TTL)).values(**gone))
+                waiting(Notification),
+                or_((col(Notification.kind) == "reminder") & col(Notification.round_id).in_(closed),
+                    col(Notification.created_at) < now - NOTIFICATION_TTL)).values(**gone))
             await session.commit()
         if d.rowcount or r.rowcount:
             log.warning("expired unsent rows: %d round invites, %d notifications", d.rowcount, r.rowcount)
@@ -150,18 +160,18 @@ class Runner:
         total = PushStats()
         async with self._sweep_lock:
             now = now or self.clock()
-            await self.expire(now)
-            book = await self.book()
             dead = await self._dead_owners(now)
+            await self.expire(now, dead)
+            book = await self.book()
             concurrency = self.app.settings.push_concurrency
             async with self.db.session() as session:
                 rounds = (await session.exec(
                     select(Round.id, Round.org_id).join(Delivery, col(Delivery.round_id) == col(Round.id))
-                    .where(col(Delivery.status).in_(_OPEN), col(Round.deadline) > now).distinct()
+                    .where(_open(Delivery), col(Round.deadline) > now).distinct()
                     .order_by(col(Round.id)))).all()
                 keys = (await session.exec(
                     select(Notification.key, Notification.kind, Notification.org_id)
-                    .where(col(Notification.status).in_(_OPEN)).distinct().order_by(col(Notification.key)))).all()
+                    .where(_open(Notification)).distinct().order_by(col(Notification.key)))).all()
             for round_id, org_id in rounds:
                 if self.stopping or book.quiet_end(org_id, now) is not None:
                     continue  # quiet hours: the round waits
