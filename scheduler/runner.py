@@ -104,25 +104,27 @@ class Runner:
                     report.upcoming.append(occ)
                 elif (occ.job_key, occ.nominal) in claimed or self.stopping:
                     continue
-                elif now - occ.due > self.grace:
-                    if await claim_and_run(ctx, occ, stale=True):
-                        report.stale.append(occ)
-                        log.warning("skipped stale %s: due %s UTC, %.1f h late (grace %.1f h)", occ.key,
-                                    f"{occ.due:%Y-%m-%d %H:%M}", (now - occ.due).total_seconds() / 3600,
-                                    self.grace.total_seconds() / 3600)
                 else:
                     try:
-                        if await claim_and_run(ctx, occ):
-                            report.ran.append(occ)
-                            late = now - occ.due
-                            if late > timedelta(minutes=5):
-                                log.info("ran %s %.1f h late (missed while down)", occ.key,
-                                         late.total_seconds() / 3600)
+                        await self._run_one(ctx, occ, now, report)
                     except Exception:  # one broken job must not stop the others; it is retried next tick
                         log.exception("job %s failed", occ.key)
             if report.ran:  # new rounds bring their own reminders and digests
                 report.upcoming = [o for o in await self.plan(await self.book(), now) if o.due > now]
             return report
+
+    async def _run_one(self, ctx: JobContext, occ: Occurrence, now: datetime, report: DueReport) -> None:
+        late = now - occ.due
+        if late > self.grace:
+            if await claim_and_run(ctx, occ, stale=True):
+                report.stale.append(occ)
+                log.warning("skipped stale %s: due %s UTC, %.1f h late (grace %.1f h)", occ.key,
+                            f"{occ.due:%Y-%m-%d %H:%M}", late.total_seconds() / 3600,
+                            self.grace.total_seconds() / 3600)
+        elif await claim_and_run(ctx, occ):
+            report.ran.append(occ)
+            if late > timedelta(minutes=5):
+                log.info("ran %s %.1f h late (missed while down)", occ.key, late.total_seconds() / 3600)
 
     async def expire(self, now: datetime, dead: set[str]) -> None:
         """Rows that can no longer be useful become failed, so they stop being retried."""

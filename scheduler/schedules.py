@@ -8,6 +8,7 @@ weekly rounds and case pushes must be set up).
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
@@ -21,6 +22,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot.core.errors import QingfengError
 from bot.storage.models import Organization, Schedule
 
+log = logging.getLogger(__name__)
 KINDS = ("weekly_round", "reminder", "digest", "case_push", "campaign", "quiet_hours")
 KIND_NAMES = {"weekly_round": "每周学习", "reminder": "督办提醒", "digest": "周报", "case_push": "警示教育案例",
               "campaign": "专题测试", "quiet_hours": "免打扰时段"}
@@ -275,15 +277,26 @@ def in_quiet(spec: QuietHoursSpec, tz: ZoneInfo, at: datetime) -> datetime | Non
     return None
 
 
+def _usable(row: Schedule) -> bool:
+    """A row edited by hand into something invalid is ignored (and said so), not fatal to the rest."""
+    try:
+        validate_spec(row.kind, row.spec)
+        check_zone(row.timezone)
+    except ScheduleError as exc:
+        log.error("schedule %s (%s) ignored: %s", row.id, row.kind, exc.message)
+        return False
+    return True
+
+
 class ScheduleBook:
     """All schedule rows plus the organisation tree, loaded once per scheduler tick."""
 
     def __init__(self, orgs: list[Organization], rows: list[Schedule], default_tz: str) -> None:
         self.orgs = {o.id: o for o in orgs}
-        self.rows = rows
+        self.rows = [r for r in rows if _usable(r)]
         self.default_tz = default_tz
         self._by_org_kind: dict[tuple[int, str], Schedule] = {
-            (r.org_id, r.kind): r for r in rows if r.kind != "campaign"}
+            (r.org_id, r.kind): r for r in self.rows if r.kind != "campaign"}
 
     @classmethod
     async def load(cls, session: AsyncSession, default_tz: str) -> ScheduleBook:

@@ -163,3 +163,18 @@ def test_short_rounds_get_no_reminder_and_quiet_hours_never_push_a_reminder_past
                        until=local(SH, 2026, 11, 26, 0, 0))
     assert [(o.kind, o.round_id, o.hours) for o in occs] == [
         ("reminder", 2, 24.0), ("reminder", 1, 2.0), ("digest", 1, None), ("digest", 2, None)]
+
+
+def test_a_row_broken_by_hand_is_ignored_with_a_log_line_and_the_others_still_run(caplog):
+    root, b1, b2 = tree()
+    good = row(1, root, "weekly_round", {"day_of_week": "mon", "time": "09:00"})
+    broken = Schedule(id=2, org_id=b1.id, kind="weekly_round", spec={"day_of_week": "周八"}, timezone="Asia/Shanghai",
+                      enabled=True, created_at=LONG_AGO, updated_at=LONG_AGO)
+    zone = Schedule(id=3, org_id=b2.id, kind="weekly_round", spec={}, timezone="Mars/Olympus",
+                    enabled=True, created_at=LONG_AGO, updated_at=LONG_AGO)
+    book = ScheduleBook([root, b1, b2], [good, broken, zone], "Asia/Shanghai")
+    assert book.rows == [good] and book.effective(b1.id, "weekly_round").row is good
+    occs = occurrences(book, [], after=local(SH, 2026, 11, 22, 0, 0), until=local(SH, 2026, 11, 24, 0, 0))
+    assert [o.job_key for o in occs] == ["weekly_round:s1"]
+    assert "schedule 2 (weekly_round) ignored: 无法识别的星期「周八」" in caplog.text
+    assert "schedule 3 (weekly_round) ignored: 未知时区「Mars/Olympus」" in caplog.text
