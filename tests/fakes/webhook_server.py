@@ -109,7 +109,10 @@ class FakeWebhookServer:
             protocol_version = "HTTP/1.1"
 
             def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                length = int(self.headers.get("Content-Length", "0"))
+                body = self.rfile.read(length)
+                if len(body) < length:  # the sender died mid-request: nothing was delivered
+                    raise ConnectionAbortedError("truncated request")
                 status = fake._handle(body, {k.lower(): v for k, v in self.headers.items()})
                 reply = json.dumps({"ok": status == 200}).encode()
                 self.send_response(status)
