@@ -565,6 +565,10 @@ def erase_member_cmd(
 
 
 def main() -> None:
+    from bot.logs import setup_logging
+
+    # Every command: warnings and errors on stderr with secrets masked (`run` re-configures).
+    setup_logging("WARNING")
     try:
         app()
     except ConfigError as exc:
