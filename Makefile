@@ -6,7 +6,7 @@ UV := $(VENV)/bin/uv
 SYNCED := $(VENV)/.synced
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: demo test lint lock postgres-test
+.PHONY: demo test lint lock postgres-test bench
 
 $(UV):
 	$(PY) -m venv $(VENV)
@@ -26,6 +26,15 @@ test: $(SYNCED)
 
 lint: $(SYNCED)
 	$(VENV)/bin/ruff check .
+
+# Benchmarks, SQLite and PostgreSQL (results: docs/benchmarks.md). A short run:
+# make bench BENCH_ARGS="--quick --backend sqlite"
+bench: $(SYNCED)
+	$(VENV)/bin/python -m bench.bank_load
+	$(VENV)/bin/python -m bench.fanout $(BENCH_ARGS)
+	$(VENV)/bin/python -m bench.ingest $(BENCH_ARGS)
+	$(VENV)/bin/python -m bench.reports $(BENCH_ARGS)
+	$(VENV)/bin/python -m bench.footprint $(BENCH_ARGS)
 
 lock: $(UV)
 	$(UV) lock

@@ -1,0 +1,224 @@
+"""Answer ingestion (issue #8, benchmark 2): callback-query answers through getUpdates.
+
+The bot is the same `TelegramComponent` that `qingfeng run` starts (PTB Application polling
+the fake Bot API, handlers, core `Service.handle`, the database). The fake runs in a child
+process (bench/tgfake.py) and plays the users: members got a round of single-choice / true-false
+cards through a real push, then press one answer button per card. The presses are a closed
+loop: `--window` presses are outstanding at any time, and the next is injected as soon as the
+bot edits a pressed card, so the bot is fed as fast as it takes them.
+
+Rows per database:
+- baseline: a bare PTB Application whose button handler only answers the query and edits the
+  card (no database, no core) — what PTB, HTTP and the fake cost per update;
+- the bot under load (`--window` outstanding): answers/s end to end and p50/p99 latency
+  from the injected update to the edited card (every answer checked in the database);
+- the bot unloaded (one outstanding): the latency of a single press;
+- core only: `Service.handle(SubmitAnswer)` called in a loop, no Telegram at all.
+
+Target: >= 500 answers/s on SQLite. Rate limiting is off here: with the default
+`QINGFENG_TELEGRAM_RATE_LIMIT` on, each answer's card edit counts against the overall
+30 messages/s, which then bounds ingestion (as Telegram itself would).
+
+    .venv/bin/python -m bench.ingest                        # 5,000 answers, SQLite and PostgreSQL
+    .venv/bin/python -m bench.ingest --quick --backend sqlite
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from sqlalchemy import func
+from sqlmodel import select
+from telegram import Update
+from telegram.ext import CallbackQueryHandler, ContextTypes
+
+from bench.common import database, machine, table
+from bench.tgfake import TOKEN, FakeProcess
+from bench.world import (
+    USER_BASE,
+    backend_arg,
+    backends,
+    button_items,
+    measured,
+    open_round_for_all,
+    profiled,
+    seeded_app,
+    settings_for,
+)
+from bot.app import App
+from bot.channels.telegram import TelegramComponent, TelegramMessenger, build_application
+from bot.channels.telegram.component import ALLOWED_UPDATES
+from bot.core.commands import SubmitAnswer
+from bot.core.push import send_round
+from bot.core.results import AnswerResult
+from bot.core.service import Sender
+from bot.storage.models import Answer, RoundItem
+
+TARGET = 500.0
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+async def drive(fake: FakeProcess, *, window: int, n: int, offset: int, timeout: float) -> tuple[float, list[float]]:
+    """Run `n` closed-loop presses; (answers/s from first injection to last edit, latencies in s)."""
+    total = fake.call("run_presses", window, n, offset)
+    deadline = time.monotonic() + timeout
+    while True:
+        _injected, edited = fake.call("press_progress")
+        if edited >= total:
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {edited}/{total} cards edited within {timeout:.0f} s")
+        await asyncio.sleep(0.2)
+    times = fake.call("press_times")
+    first, last = min(t for t, _ in times), max(e for _, e in times)
+    return len(times) / (last - first), [e - t for t, e in times]
+
+
+def row(kind: str, what: str, n: int, window: object, rate: float, lat: list[float] | None,
+        base_rate: float | None) -> list[object]:
+    p50 = f"{1000 * statistics.median(lat):.1f}" if lat else "–"
+    p99 = f"{1000 * percentile(lat, 0.99):.1f}" if lat else "–"
+    ratio = f"{rate / base_rate:.2f}" if base_rate else "1.00"
+    return [kind, what, n, window, f"{rate:.0f}", p50, p99, ratio]
+
+
+async def baseline(fake: FakeProcess, settings, *, window: int, n: int, timeout: float) -> tuple[float, list[float]]:  # type: ignore[no-untyped-def]
+    """A bare PTB Application: answer the query and edit the card, nothing else."""
+    application = build_application(settings)
+
+    async def on_button(update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
+        query = update.callback_query
+        assert query is not None and query.message is not None
+        await asyncio.gather(query.answer("✅ 回答正确"), query.message.edit_text(f"已收到 {update.update_id}"))  # type: ignore[union-attr]
+
+    application.add_handler(CallbackQueryHandler(on_button))
+    async with application:
+        await application.start()
+        assert application.updater is not None
+        await application.updater.start_polling(timeout=10, allowed_updates=ALLOWED_UPDATES)
+        try:
+            return await drive(fake, window=window, n=n, offset=0, timeout=timeout)
+        finally:
+            await application.updater.stop()
+            await application.stop()
+
+
+async def core_only(app: App, round_id: int, n: int) -> float:
+    """`Service.handle(SubmitAnswer)` for n answers of a fresh round, one after another."""
+    service = app.service.for_channel("telegram")
+    async with app.db.session() as session:
+        items = list((await session.exec(select(RoundItem.item_id).where(RoundItem.round_id == round_id)
+                                         .order_by(RoundItem.position))).all())
+    rng = random.Random(5)
+    jobs = [(m, item) for m in range(1, math.ceil(n / len(items)) + 1) for item in items][:n]
+    rng.shuffle(jobs)
+    with measured() as span:
+        for member, item in jobs:
+            result = (await service.handle(Sender("telegram", str(USER_BASE + member)),
+                                           SubmitAnswer(rng.choice("AB"), round_id, item)))[0]
+            if not isinstance(result, AnswerResult):
+                raise RuntimeError(f"core refused an answer: {result}")
+    return n / span.wall
+
+
+async def answers_in(app: App, round_id: int) -> int:
+    async with app.db.session() as session:
+        return int((await session.exec(select(func.count()).select_from(Answer)
+                                       .where(Answer.round_id == round_id))).one())
+
+
+async def one_backend(kind: str, url: str, args: argparse.Namespace) -> list[list[object]]:
+    timeout = max(120.0, args.answers / 10)
+    with FakeProcess(poll_cap=0.5) as fake:
+        settings = settings_for(url, telegram_token=TOKEN, telegram_base_url=fake.base_url,
+                                telegram_rate_limit=False)
+        members = math.ceil((args.answers + args.unloaded) / args.items)
+        app = await seeded_app(settings, members=members)
+        try:
+            round_id = await open_round_for_all(app, await button_items(app, args.items))
+            async with TelegramMessenger(build_application(settings).bot, app.db, settings) as messenger:
+                stats = await send_round(app.db, round_id, {"telegram": messenger})
+            if stats.sent != members:
+                raise RuntimeError(f"push incomplete: {stats}")
+            prepared = fake.call("prepare_presses", 11, args.answers + args.unloaded)
+            if prepared < args.answers + args.unloaded:
+                raise RuntimeError(f"only {prepared} cards to press")
+
+            n_base = min(args.answers, args.baseline_answers)
+            base_rate, base_lat = await baseline(fake, settings, window=args.window, n=n_base, timeout=timeout)
+            rows = [row(kind, "baseline: bare PTB, answer + edit", n_base, args.window, base_rate, base_lat, None)]
+
+            component = TelegramComponent(app)
+            await component.start()
+            try:
+                with profiled(args.profile), measured() as span:
+                    rate, lat = await drive(fake, window=args.window, n=args.answers, offset=0, timeout=timeout)
+                cpu_ms = 1000 * span.cpu / args.answers
+                if args.unloaded:
+                    one_rate, one_lat = await drive(fake, window=1, n=args.unloaded, offset=args.answers,
+                                                    timeout=timeout)
+            finally:
+                await component.stop()
+            stored = await answers_in(app, round_id)
+            if stored != args.answers + args.unloaded:
+                raise RuntimeError(f"{stored} answers stored, {args.answers + args.unloaded} pressed")
+            rows.append(row(kind, f"bot, loaded (CPU {cpu_ms:.2f} ms/answer)", args.answers, args.window, rate,
+                            lat, base_rate))
+            if args.unloaded:
+                rows.append(row(kind, "bot, unloaded", args.unloaded, 1, one_rate, one_lat, base_rate))
+
+            fresh = (await button_items(app, 2 * args.items))[args.items:]
+            second = await open_round_for_all(app, fresh, title="core only")
+            n_core = min(args.answers, args.core_answers)
+            rows.append(row(kind, "core only: Service.handle", n_core, "–", await core_only(app, second, n_core),
+                            None, base_rate))
+        finally:
+            await app.db.dispose()
+    return rows
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    rows: list[list[object]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind in backends(args.backend):
+            with database(kind, Path(tmp)) as url:
+                rows += await one_backend(kind, url, args)
+    print(f"machine: {machine()}")
+    print(f"{args.items} single-choice / true-false items per member; rate limiting off\n")
+    print(table(["db", "run", "answers", "outstanding", "answers/s", "p50 ms", "p99 ms", "ratio to baseline"], rows))
+    for r in rows:
+        if r[0] == "sqlite" and str(r[1]).startswith("bot, loaded"):
+            met = float(str(r[4])) >= TARGET
+            print(f"target sqlite: >= {TARGET:.0f} answers/s end to end -> {'met' if met else 'NOT met'}")
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--answers", type=int, default=5000, help="button presses in the loaded run")
+    p.add_argument("--window", type=int, default=100, help="presses outstanding at once in the loaded run")
+    p.add_argument("--unloaded", type=int, default=300, help="presses in the one-at-a-time latency run (0: skip)")
+    p.add_argument("--items", type=int, default=5, help="items per member")
+    p.add_argument("--baseline-answers", type=int, default=2000, help="presses in the bare-PTB baseline")
+    p.add_argument("--core-answers", type=int, default=2000, help="answers in the core-only run")
+    p.add_argument("--quick", action="store_true", help="500 answers, 50 unloaded")
+    p.add_argument("--profile", type=Path, help="cProfile the loaded run into this file")
+    backend_arg(p)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.answers, args.unloaded, args.baseline_answers, args.core_answers = 500, 50, 500, 500
+    return args
+
+
+if __name__ == "__main__":
+    asyncio.run(main_async(parse()))

@@ -1,0 +1,151 @@
+"""Reports (issue #8, benchmark 3): report latency on a large database.
+
+One database per backend is seeded with `bot.dev.seed.seed` (default: 10,000 members,
+300 branches, 50 weekly rounds of 5 items, about 1,000,000 answers). Then, warm cache,
+median of several runs, each in a fresh session:
+
+- baseline: the bare scan `SELECT item_id, count(*), sum(correct) FROM answer GROUP BY item_id`;
+- a branch (党支部) report: `full_report` for the latest round (what /report shows) and for
+  the whole period (`qingfeng report --period 全部`);
+- the 党委 subtree roll-up: `full_report` of the root for the latest round and the whole period;
+- the item analysis of one round for the whole tree (round matrix query + statistics).
+
+Targets: branch <= 100 ms, subtree <= 500 ms, ratio to the bare scan <= 1.5.
+
+    .venv/bin/python -m bench.reports                        # issue sizes, SQLite and PostgreSQL
+    .venv/bin/python -m bench.reports --quick --backend sqlite
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bench.common import database, machine, table
+from bench.world import backend_arg, backends, measured, profiled, settings_for
+from bot.app import App, start_app
+from bot.dev.seed import seed
+from bot.reports.period import parse_period, round_period
+from bot.reports.report import _rounds, full_report
+from bot.reports.stats import Scope, latest_round_period
+from bot.storage.models import Organization
+
+BARE_SCAN = "SELECT item_id, count(*), sum(CAST(correct AS INTEGER)) FROM answer GROUP BY item_id"
+TARGETS = {"branch": 0.100, "subtree": 0.500}
+TARGET_RATIO = 1.5
+
+
+async def median_async(app: App, fn: Callable[[AsyncSession], Awaitable[Any]], repeat: int) -> float:
+    """Median seconds of `fn` over `repeat` runs after one warm-up, a fresh session each. A case
+    whose warm-up took over 5 s is timed once more only: that says how slow it is."""
+    times = []
+    for i in range(repeat + 1):
+        async with app.db.session() as session:
+            t = time.perf_counter()
+            await fn(session)
+            times.append(time.perf_counter() - t)
+        if i == 0 and times[0] > 5:
+            repeat = 1
+    return statistics.median(times[1:])
+
+
+async def one_backend(kind: str, url: str, args: argparse.Namespace) -> tuple[list[list[object]], str]:
+    settings = settings_for(url)
+    app = await start_app(settings)
+    try:
+        with measured() as span:
+            report = await seed(app.db, members=args.members, answers=args.answers, branches=args.branches,
+                                rounds=args.rounds)
+        seeded = (f"{kind}: seeded {report.members} members, {report.orgs} organisations, {report.rounds} rounds, "
+                  f"{report.answers} answers in {span.wall:.0f} s")
+        print(seeded, flush=True)
+        tz, now, min_group = settings.tz, datetime.now(UTC), settings.report_min_group
+        everything = parse_period("全部", now=now, tz=tz)
+        assert everything is not None
+        async with app.db.session() as session:
+            root = (await session.exec(select(Organization).where(col(Organization.parent_id).is_(None)))).one()
+            branch = (await session.exec(select(Organization).where(Organization.kind == "党支部")
+                                         .order_by(col(Organization.id)))).first()
+            assert branch is not None
+            latest_root = await latest_round_period(session, root, now)
+            latest_branch = await latest_round_period(session, branch, now)
+            assert latest_root is not None and latest_branch is not None
+            branch_members = (await session.exec(text(
+                "SELECT count(*) FROM member WHERE org_id = :o").bindparams(o=branch.id))).one()[0]
+
+        def report_of(org: Organization, period: Any) -> Callable[[AsyncSession], Awaitable[Any]]:
+            return lambda s: full_report(s, org=org, period=period, min_group=min_group, tz=tz, now=now)
+
+        analysis_scope = Scope(root, round_period(latest_root.round_id), tz)  # type: ignore[arg-type]
+        cases: list[tuple[str, str, Callable[[AsyncSession], Awaitable[Any]]]] = [
+            ("baseline", "bare GROUP BY scan of answer", lambda s: s.exec(text(BARE_SCAN))),
+            ("branch", f"branch report, latest round ({branch_members} members)", report_of(branch, latest_branch)),
+            ("branch", f"branch report, {args.rounds} rounds", report_of(branch, everything)),
+            ("subtree", "党委 roll-up, latest round", report_of(root, latest_root)),
+            ("subtree", f"党委 roll-up, {args.rounds} rounds", report_of(root, everything)),
+            ("analysis", "item analysis, one round, whole tree", lambda s: _rounds(s, analysis_scope, min_group)),
+        ]
+        rows: list[list[object]] = []
+        base = 0.0
+        for group, label, fn in cases:
+            if args.profile is not None and group != "baseline":
+                with profiled(args.profile.with_name(f"{args.profile.stem}-{kind}-{len(rows)}.prof")):
+                    await median_async(app, fn, 1)
+            t = await median_async(app, fn, args.repeat)
+            base = base or t
+            target = TARGETS.get(group)
+            verdict = "–" if target is None else ("met" if t <= target else "NOT met")
+            ratio = t / base
+            ratio_text = f"{ratio:.1f}" + ("" if group == "baseline" else (" (met)" if ratio <= TARGET_RATIO
+                                                                            else " (NOT met)"))
+            rows.append([kind, label, f"{1000 * t:.0f}", f"≤ {1000 * target:.0f} ms: {verdict}" if target else "–",
+                         ratio_text])
+            print(f"  {label}: {1000 * t:.0f} ms", flush=True)
+        return rows, seeded
+    finally:
+        await app.db.dispose()
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    rows: list[list[object]] = []
+    notes = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind in backends(args.backend):
+            with database(kind, Path(tmp)) as url:
+                r, note = await one_backend(kind, url, args)
+                rows += r
+                notes.append(note)
+    print(f"\nmachine: {machine()}")
+    print("\n".join(notes) + "\n")
+    print(table(["db", "what", "median ms", "target", f"ratio to bare scan (≤ {TARGET_RATIO})"], rows))
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--members", type=int, default=10_000)
+    p.add_argument("--answers", type=int, default=1_000_000)
+    p.add_argument("--branches", type=int, default=300)
+    p.add_argument("--rounds", type=int, default=50)
+    p.add_argument("--repeat", type=int, default=5, help="timed runs per case (median)")
+    p.add_argument("--quick", action="store_true", help="1,000 members in 30 branches, 100,000 answers")
+    p.add_argument("--profile", type=Path, help="cProfile one run of each case into <stem>-<db>-<n>.prof")
+    backend_arg(p)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.members, args.answers, args.branches = 1000, 100_000, 30
+    return args
+
+
+if __name__ == "__main__":
+    asyncio.run(main_async(parse()))
