@@ -243,7 +243,7 @@ def _hbar_with_ci(ax, labels: Sequence[str], values: Sequence[float | None],  # 
         if ci:
             ax.errorbar(value, y, xerr=[[value - ci[0]], [ci[1] - value]], fmt="none", ecolor="#333333",
                         capsize=3, linewidth=1)
-        ax.text(min((ci[1] if ci else value) + 0.01, 1.0), y, f"{_pct(value)}（N={n}）", va="center", fontsize=8)
+        ax.text(min((ci[1] if ci else value) + 0.015, 1.015), y, f"{_pct(value)}（N={n}）", va="center", fontsize=8)
     ax.set_yticks(ys, [_wrap(label, 16, 2) for label in labels])
     ax.set_xlim(0, 1.22)
     ax.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
@@ -275,18 +275,21 @@ def weekly_trend_png(report: FullReport, *, number: int) -> bytes:
         fig.suptitle(f"图表{number}  分周正确率与回收率（{report.org_name}）", fontsize=12)
         ax = fig.subplots()
         xs = list(range(len(weeks)))
-        acc = [w.accuracy for w in weeks]
-        rate = [w.response_rate for w in weeks]
-        ax.plot([x for x, a in zip(xs, acc, strict=True) if a is not None], [a for a in acc if a is not None],
-                marker="o", color=LINE_COLOUR, label="正确率")
-        ax.plot([x for x, r in zip(xs, rate, strict=True) if r is not None], [r for r in rate if r is not None],
-                marker="s", color=SECOND_COLOUR, linestyle="--", label="回收率")
-        for x, a in zip(xs, acc, strict=True):
-            if a is not None:
-                ax.annotate(_pct(a), (x, a), xytext=(0, 6), textcoords="offset points", ha="center", fontsize=8)
+        # A withheld week is a gap in the lines (NaN), not a point joined across.
+        acc = [w.accuracy if w.accuracy is not None else float("nan") for w in weeks]
+        rate = [w.response_rate if w.response_rate is not None else float("nan") for w in weeks]
+        ax.plot(xs, acc, marker="o", color=LINE_COLOUR, label="正确率", zorder=3)
+        ax.plot(xs, rate, marker="s", color=SECOND_COLOUR, linestyle="--", label="回收率", zorder=2)
+        for x, a, r in zip(xs, acc, rate, strict=True):
+            if a == a:  # not NaN
+                # Above the higher of the two points, on white, so the other line never covers it.
+                top = max(a, r) if r == r else a
+                ax.annotate(_pct(a), (x, top), xytext=(0, 9), textcoords="offset points", ha="center", fontsize=8,
+                            color=LINE_COLOUR, zorder=4,
+                            bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none"})
         ax.set_xticks(xs, [f"{w.week.month}月{w.week.day}日周" + ("\n（不予显示）" if w.withheld else "")
                            for w in weeks])
-        ax.set_ylim(0, 1.1)
+        ax.set_ylim(0, 1.12)
         ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
         ax.legend(loc="lower left", frameon=False)
         ax.grid(axis="y", color="#eeeeee")

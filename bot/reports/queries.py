@@ -220,51 +220,38 @@ LEFT JOIN scores s ON s.member_id = p.member_id
 ORDER BY p.member_id""",
 )
 
-_GROUPED = """SELECT {key} AS grp, COUNT(*) AS people, SUM(s.answers) AS answers, SUM(s.correct) AS correct
-FROM scores s JOIN member m ON m.id = s.member_id
-GROUP BY {key}
-ORDER BY {key}"""
-
-BY_RANK = Query(
-    "by_rank", "按行政级别", "grp = member.rank_level (ordinal; NULL = not recorded).",
-    _with(_BASE, _SCORES) + _GROUPED.format(key="m.rank_level"),
-)
-
-BY_POSITION = Query(
-    "by_position", "按职务", "grp = member.position as recorded (NULL = not recorded).",
-    _with(_BASE, _SCORES) + _GROUPED.format(key="m.position"),
-)
-
-BY_PARTY_AGE = Query(
-    "by_party_age", "按党龄（入党年份）",
-    "grp = 党龄 band from 入党年份: 1 = under 5 years, 2 = 5–9, 3 = 10–19, 4 = 20–29, "
-    "5 = 30 and more, NULL = not recorded.",
-    _with(_BASE, _SCORES) + """, banded AS (
-    SELECT s.answers, s.correct,
+BY_ATTRIBUTE = Query(
+    "by_attribute", "按人员属性（行政级别、职务、党龄、人群标签）",
+    "One row per attribute and group, over the members with a valid answer (people = members, "
+    "answers and correct their totals). attribute 'rank': grp = member.rank_level (ordinal); "
+    "'position': member.position as recorded; 'party_age': 党龄 band from 入党年份 (1 = under 5 "
+    "years, 2 = 5–9, 3 = 10–19, 4 = 20–29, 5 = 30 and more); 'tag': each cohort tag in "
+    "member.tags (a member with two tags counts in both; members without tags are not in it). "
+    "NULL = not recorded.",
+    _with(_BASE, _SCORES) + """, scored AS (
+    SELECT s.answers, s.correct, m.rank_level, m.position, m.tags,
            CASE WHEN m.joined_party_year IS NULL THEN NULL
                 WHEN :year - m.joined_party_year < 5 THEN 1
                 WHEN :year - m.joined_party_year < 10 THEN 2
                 WHEN :year - m.joined_party_year < 20 THEN 3
                 WHEN :year - m.joined_party_year < 30 THEN 4
-                ELSE 5 END AS grp
+                ELSE 5 END AS party_age
     FROM scores s JOIN member m ON m.id = s.member_id
 )
-SELECT grp, COUNT(*) AS people, SUM(answers) AS answers, SUM(correct) AS correct
-FROM banded
-GROUP BY grp
-ORDER BY grp""",
-)
-
-BY_TAG = Query(
-    "by_tag", "按人群标签",
-    "grp = each cohort tag in member.tags (a member with two tags counts in both; members "
-    "without tags are not in this table).",
-    _with(_BASE, _SCORES) + """SELECT t.value AS grp, COUNT(*) AS people, SUM(s.answers) AS answers,
-       SUM(s.correct) AS correct
-FROM scores s JOIN member m ON m.id = s.member_id
-{tags_join}
+SELECT 'rank' AS attribute, CAST(rank_level AS TEXT) AS grp, COUNT(*) AS people,
+       SUM(answers) AS answers, SUM(correct) AS correct
+FROM scored GROUP BY rank_level
+UNION ALL
+SELECT 'position', position, COUNT(*), SUM(answers), SUM(correct)
+FROM scored GROUP BY position
+UNION ALL
+SELECT 'party_age', CAST(party_age AS TEXT), COUNT(*), SUM(answers), SUM(correct)
+FROM scored GROUP BY party_age
+UNION ALL
+SELECT 'tag', t.value, COUNT(*), SUM(s.answers), SUM(s.correct)
+FROM scored s {tags_join}
 GROUP BY t.value
-ORDER BY t.value""",
+ORDER BY 1, 2""",
 )
 
 ROUNDS = Query(
@@ -305,8 +292,8 @@ GROUP BY m.id, m.name, o.name
 ORDER BY o.name, m.name""",
 )
 
-ALL: tuple[Query, ...] = (SUMMARY, ITEMS, OPTIONS, TOPICS, WEEKS, UNITS, MEMBER_SCORES, BY_RANK,
-                          BY_POSITION, BY_PARTY_AGE, BY_TAG, ROUNDS, ROUND_MATRIX, NONRESPONDERS)
+ALL: tuple[Query, ...] = (SUMMARY, ITEMS, OPTIONS, TOPICS, WEEKS, UNITS, MEMBER_SCORES, BY_ATTRIBUTE, ROUNDS,
+                          ROUND_MATRIX, NONRESPONDERS)
 
 _WEEK = {
     # Monday of the local week: SQLite has no named zones, so a fixed offset is bound.
@@ -314,8 +301,8 @@ _WEEK = {
     "postgresql": "CAST(date_trunc('week', opens_at AT TIME ZONE :tz) AS date)",
 }
 _TAGS = {
-    "sqlite": "JOIN json_each(m.tags) t",
-    "postgresql": "CROSS JOIN LATERAL json_array_elements_text(m.tags) AS t(value)",
+    "sqlite": "JOIN json_each(s.tags) t",
+    "postgresql": "CROSS JOIN LATERAL json_array_elements_text(s.tags) AS t(value)",
 }
 _ROUND_FILTER = "\n      AND r.id = :round_id"
 

@@ -201,25 +201,28 @@ async def _sibling_rank(session: AsyncSession, org: Organization, period: Period
 
 
 async def _attributes(session: AsyncSession, scope: Scope, min_group: int) -> list[AttributeTable]:
-    def label_rank(v: object) -> str:
-        return RANK_LABELS[int(v) - 1] if isinstance(v, int) and 1 <= v <= len(RANK_LABELS) else \
-            (f"级别{v}" if v is not None else NOT_RECORDED)
+    def label_rank(v: str | None) -> str:
+        if v is None:
+            return NOT_RECORDED
+        level = int(v)
+        return RANK_LABELS[level - 1] if 1 <= level <= len(RANK_LABELS) else f"级别{level}"
 
-    specs = (
-        ("rank", "行政级别", queries.BY_RANK, label_rank, True),
-        ("position", "职务", queries.BY_POSITION, lambda v: str(v) if v else NOT_RECORDED, True),
-        ("party_age", "党龄", queries.BY_PARTY_AGE, lambda v: PARTY_AGE_LABELS.get(v, NOT_RECORDED), True),  # type: ignore[arg-type]
-        ("tag", "人群标签", queries.BY_TAG, lambda v: str(v), False),
+    specs = (  # key, title, label, rows partition the members (tags overlap)
+        ("rank", "行政级别", label_rank, True),
+        ("position", "职务", lambda v: v or NOT_RECORDED, True),
+        ("party_age", "党龄", lambda v: PARTY_AGE_LABELS[int(v)] if v else NOT_RECORDED, True),
+        ("tag", "人群标签", lambda v: str(v), False),
     )
+    rows = await run(session, queries.BY_ATTRIBUTE, scope)
     tables = []
-    for key, title, query, label, partition in specs:
-        rows = await run(session, query, scope)
-        hidden = withheld_keys({r[0]: int(r[1]) for r in rows}, min_group, partition=partition)
-        # NULLs last: "not recorded" is not a rank.
-        rows = sorted(rows, key=lambda r: (r[0] is None, r[0] if r[0] is not None else 0))
-        shares = [_share(label(grp), int(people), int(answers), int(correct), grp in hidden,
-                         "" if grp is None else str(grp))
-                  for grp, people, answers, correct in rows]
+    for key, title, label, partition in specs:
+        mine = [r[1:] for r in rows if r[0] == key]
+        hidden = withheld_keys({r[0]: int(r[1]) for r in mine}, min_group, partition=partition)
+        # Numeric groups in their order, "not recorded" last.
+        mine.sort(key=lambda r: (r[0] is None, int(r[0]) if key in ("rank", "party_age") and r[0] else 0,
+                                 r[0] or ""))
+        shares = [_share(label(grp), int(people), int(answers), int(correct), grp in hidden, grp or "")
+                  for grp, people, answers, correct in mine]
         if shares:
             tables.append(AttributeTable(key, title, shares))
     return tables
