@@ -28,26 +28,30 @@ async def pick_related_case(
     """A case on one of `topics`, at most one per member per topic per cooldown period,
     preferring cases this member has never seen. Records the delivery (`commit=False` leaves
     it in the caller's transaction, for a push that must record all or nothing)."""
-    recent = set((await session.exec(
-        select(CaseDelivery.topic).where(
-            CaseDelivery.member_id == member_id,
-            col(CaseDelivery.delivered_at) >= now - timedelta(days=cooldown_days))
-    )).all())
+    # One read of the member's case history serves both the cooldown and "seen before".
+    history = (await session.exec(
+        select(CaseDelivery.case_id, CaseDelivery.topic, CaseDelivery.delivered_at)
+        .where(CaseDelivery.member_id == member_id)
+    )).all()
+    since = now - timedelta(days=cooldown_days)
+    recent = {topic for _case, topic, at in history if at >= since}
     topic_order = [t for t in topics if t not in recent]
     if not topic_order:
         return None
     statuses = [ItemStatus.approved] + ([ItemStatus.draft] if include_drafts else [])
+    # Ids and topics only: loading every case's content on each wrong answer cost more than
+    # the rest of the answer path (bench/ingest.py); the chosen case is read on its own.
     candidates = (await session.exec(
-        select(CaseStudy).where(col(CaseStudy.status).in_(statuses)).order_by(col(CaseStudy.id))
+        select(CaseStudy.id, CaseStudy.topics).where(col(CaseStudy.status).in_(statuses))
+        .order_by(col(CaseStudy.id))
     )).all()
-    seen = set((await session.exec(
-        select(CaseDelivery.case_id).where(CaseDelivery.member_id == member_id))).all())
+    seen = {case_id for case_id, _topic, _at in history}
     for topic in topic_order:
-        matching = [c for c in candidates if topic in c.topics]
+        matching = [(case_id, case_topics) for case_id, case_topics in candidates if topic in case_topics]
         # Primary-topic cases first, unseen before seen.
-        matching.sort(key=lambda c: (c.id in seen, c.topics.index(topic)))
-        if matching:
-            chosen = matching[0]
+        matching.sort(key=lambda c: (c[0] in seen, c[1].index(topic)))
+        chosen = await session.get(CaseStudy, matching[0][0]) if matching else None
+        if chosen is not None:
             session.add(CaseDelivery(member_id=member_id, case_id=chosen.id, topic=topic,
                                      reason=reason, delivered_at=now))
             await (session.commit() if commit else session.flush())
