@@ -129,6 +129,10 @@ def render_summary(s: BranchSummary) -> str:
         if full.sibling_rank:
             sr = full.sibling_rank
             lines.append(f"在{sr.parent_name}所属 {sr.of} 个组织中，本期正确率列第 {sr.position} 位。")
+        if full.nonresponders:  # only present when the organisation switched the named list on
+            names = "、".join(name for name, _org, _missed in full.nonresponders[:20])
+            more = f"等 {len(full.nonresponders)} 人" if len(full.nonresponders) > 20 else ""
+            lines.append(f"未按时作答：{names}{more}（名单已由组织开启，仅供提醒，请勿外传）")
     return "\n".join(lines)
 
 

@@ -322,7 +322,7 @@ def _sheet_summary(ws, report: FullReport, tz: ZoneInfo) -> None:  # type: ignor
 
 
 def _sheet(wb: Workbook, title: str, header: list[str], rows: Iterable[list[object]], *,
-           pct_cols: set[int] = frozenset(), number_formats: dict[int, str] | None = None) -> None:  # type: ignore[assignment]
+           pct_cols: frozenset[int] | set[int] = frozenset(), number_formats: dict[int, str] | None = None) -> None:
     ws = wb.create_sheet(title)
     ws.append(header)
     for row in rows:

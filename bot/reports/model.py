@@ -154,7 +154,3 @@ class FullReport(BranchSummary):
     correlations: list[CorrelationTable] = field(default_factory=list)
     rounds: list[RoundAnalysis] = field(default_factory=list)
     nonresponders: list[tuple[str, str, int]] | None = None  # (name, org, rounds missed); None = off
-
-    @property
-    def shown_items(self):  # type: ignore[no-untyped-def]
-        return [i for i in self.items if not i.withheld and i.answered]

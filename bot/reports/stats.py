@@ -54,7 +54,7 @@ async def run(session: AsyncSession, query: queries.Query, scope: Scope, **extra
     names = set(_PARAM.findall(sql))
     stmt = text(sql).bindparams(
         *(bindparam(n, type_=UTCDateTime()) if n in ("start", "end") else bindparam(n) for n in sorted(names)))
-    if "opens_at" in sql and query is queries.ROUNDS:
+    if query is queries.ROUNDS:
         stmt = stmt.columns(opens_at=UTCDateTime())  # type: ignore[assignment]
     if dialect == "postgresql":
         # asyncpg reuses prepared statements, and after five runs PostgreSQL may switch to a

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from bot.core.results import ItemStat
+
+if TYPE_CHECKING:
+    from bot.reports.analysis import TestResult
+    from bot.reports.model import Previous
 
 
 def pct(x: float | None, digits: int = 1) -> str:
@@ -46,8 +51,8 @@ def band_sentence(items: list[ItemStat]) -> str:
     return head + tail + extra + "。"
 
 
-def trend_sentence(accuracy: float | None, previous, min_group: int) -> str:  # type: ignore[no-untyped-def]
-    """'与上期（…）的92.1%（1000份）相比，上升1.2个百分点。' — previous: model.Previous | None."""
+def trend_sentence(accuracy: float | None, previous: Previous | None, min_group: int) -> str:
+    """'与上期（…）的92.1%（1000份）相比，上升1.2个百分点。'"""
     if previous is None or accuracy is None:
         return ""
     if previous.withheld or previous.accuracy is None:
@@ -57,8 +62,8 @@ def trend_sentence(accuracy: float | None, previous, min_group: int) -> str:  # 
     return f"与上期（{previous.label}）的{pct(previous.accuracy)}（{previous.answers}份）相比，{move}。"
 
 
-def comparison_sentence(t, *, per: str) -> str:  # type: ignore[no-untyped-def]
-    """One test (analysis.TestResult) in words, with its verdict."""
+def comparison_sentence(t: TestResult | None, *, per: str) -> str:
+    """One test in words, with its verdict."""
     if t is None:
         return ""
     symbol = "χ²" if "χ²" in t.method else "H"

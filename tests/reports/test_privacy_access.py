@@ -117,6 +117,7 @@ async def test_names_only_when_the_organisation_turns_the_list_on(app):
         on = await full_report(s, org=branch, period=round_period(rnd.id), min_group=5, tz=TZ)
     assert sorted(n for n, _org, _missed in on.nonresponders) == sorted(silent)
     assert "附：未作答名单" in to_text(build_document(on, TZ, with_charts=False))
+    assert all(name in render_summary(on) for name in silent)
 
 
 async def test_plain_branch_summary_still_renders(app):
