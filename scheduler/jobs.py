@@ -9,7 +9,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import func
 from sqlmodel import col, select
@@ -20,8 +20,8 @@ from bot.core import quiz
 from bot.core.cases import case_card, pick_related_case
 from bot.core.orgs import subtree_members
 from bot.core.results import Reminder, Result
-from bot.reports.period import Period
-from bot.reports.stats import branch_summary
+from bot.reports.period import round_period
+from bot.reports.report import full_report
 from bot.storage.bulk import insert_ignore, insert_one_ignore
 from bot.storage.models import (
     Answer,
@@ -245,8 +245,10 @@ def builder(app: App, kind: str) -> Callable[[Notification], Awaitable[list[Resu
             org = await session.get(Organization, n.payload.get("org_id"))
             if rnd is None or org is None:
                 return []
-            period = Period(rnd.opens_at, rnd.opens_at + timedelta(microseconds=1), rnd.title or "本轮")
-            return [await branch_summary(session, org=org, period=period, min_group=app.settings.report_min_group)]
+            # The digest is the same report a secretary gets from /report for this round.
+            return [await full_report(session, org=org, period=round_period(rnd.id, rnd.title or "本轮"),  # type: ignore[arg-type]
+                                      min_group=app.settings.report_min_group, tz=app.settings.tz,
+                                      topic_names=app.bank.vocabulary.topics)]
 
     async def case(n: Notification) -> list[Result]:
         async with app.db.session() as session:

@@ -81,7 +81,7 @@ async def test_a_week_of_schedules_fires_the_right_jobs_at_the_right_local_times
     # What the members' system received: each message once, none in quiet hours.
     texts = {p.kinds[0]: p.texts[0] for p in webhook.delivered()}
     assert texts["Reminder"].startswith("【督办提醒】本周廉政学习还有 3/3 道题未作答，将于 11月29日 20:00 截止")
-    assert "【第一支部·本周廉政学习答题统计】" in [p.texts[0] for p in webhook.delivered("BranchSummary")][1]
+    assert "【第一支部·本周廉政学习答题统计】" in [p.texts[0] for p in webhook.delivered("FullReport")][1]
     assert texts["CaseCard"].startswith("【警示教育】")
     assert webhook.repeats() == 0
     assert len(webhook.delivered()) == 8 + 7 + 8 + 5 + 7 + 2 + 15
