@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import platform
 import statistics
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 PG_ADMIN = os.environ.get("QINGFENG_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -75,11 +77,22 @@ def database(kind: str, workdir: Path) -> Iterator[str]:
             await conn.execute(text(sql))
         await engine.dispose()
 
-    asyncio.run(run(f'CREATE DATABASE "{name}"'))
+    _run_sync(run(f'CREATE DATABASE "{name}"'))
     try:
         yield PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
     finally:
-        asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        _run_sync(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def _run_sync(coro: Coroutine[Any, Any, None]) -> None:
+    """Run a coroutine to completion, also when called from inside a running event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(coro)
+        return
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, coro).result()
 
 
 def qingfeng(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -11,6 +11,8 @@ which runs in a child process (bench/tgfake.py) so it does not share the bot's i
   <= 1.05 (the baseline is that ideal time).
 
 A round is an intro plus one message per item, so N members get N x (1 + items) messages.
+The default round has one item (2 messages per member) to keep the default run under ten
+minutes on 2 cores; `--items 5` is the usual weekly round.
 
     .venv/bin/python -m bench.fanout                       # issue sizes, SQLite and PostgreSQL
     .venv/bin/python -m bench.fanout --quick --backend sqlite
@@ -90,6 +92,7 @@ async def unlimited(kind: str, url: str, args: argparse.Namespace) -> list[list[
             base_members = min(args.members, args.baseline_members)
             base_wall = await raw_baseline(fake.base_url, form, base_members, args.concurrency)
             base_rate = base_members * len(form) / base_wall
+            print(f"{kind}: baseline {base_rate:.0f} messages/s; pushing to {args.members} members", flush=True)
 
             before, fake_cpu = fake.call("counts"), fake.call("cpu")
             with profiled(args.profile), measured() as span:
@@ -119,6 +122,7 @@ async def limited(kind: str, url: str, args: argparse.Namespace) -> list[object]
                                 telegram_rate_limit=True, telegram_max_rate=args.rate,
                                 push_concurrency=args.concurrency)
         app = await seeded_app(settings, members=args.limited_members)
+        print(f"{kind}: pushing to {args.limited_members} members at {args.rate:g}/s", flush=True)
         try:
             round_id = await open_round_for_all(app, await button_items(app, args.items))
             with measured() as span:
@@ -168,16 +172,17 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--members", type=int, default=10_000, help="members in the unlimited push")
     p.add_argument("--limited-members", type=int, default=600, help="members in the 30/s push (0: skip)")
-    p.add_argument("--items", type=int, default=5, help="items per round")
+    p.add_argument("--items", type=int, default=1,
+                   help="items per round (default 1 keeps the default run under 10 minutes; 5 is the usual round)")
     p.add_argument("--rate", type=float, default=30, help="AIORateLimiter overall rate for the limited push")
     p.add_argument("--concurrency", type=int, default=32, help="members sent to at once (QINGFENG_PUSH_CONCURRENCY)")
-    p.add_argument("--baseline-members", type=int, default=3000, help="members in the bare-httpx baseline")
+    p.add_argument("--baseline-members", type=int, default=1000, help="members in the bare-httpx baseline")
     p.add_argument("--quick", action="store_true", help="small sizes: 1,000 members, 60 at 30/s")
     p.add_argument("--profile", type=Path, help="cProfile the unlimited push into this file")
     backend_arg(p)
     args = p.parse_args(argv)
     if args.quick:
-        args.members, args.limited_members, args.baseline_members = 1000, 60, 1000
+        args.members, args.limited_members, args.baseline_members = 1000, 60, 300
     return args
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import statistics
 import tempfile
 import time
@@ -28,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -36,6 +37,7 @@ from bench.common import database, machine, table
 from bench.world import backend_arg, backends, measured, profiled, settings_for
 from bot.app import App, start_app
 from bot.dev.seed import seed
+from bot.reports import queries
 from bot.reports.period import parse_period, round_period
 from bot.reports.report import _rounds, full_report
 from bot.reports.stats import Scope, latest_round_period
@@ -44,6 +46,49 @@ from bot.storage.models import Organization
 BARE_SCAN = "SELECT item_id, count(*), sum(CAST(correct AS INTEGER)) FROM answer GROUP BY item_id"
 TARGETS = {"branch": 0.100, "subtree": 0.500}
 TARGET_RATIO = 1.5
+
+
+def _normal(sql: str) -> str:
+    sql = re.sub(r"(?<!:):[a-z_]+\b|\?", "?", sql)
+    return " ".join(sql.split())
+
+
+class QueryTimer:
+    """Seconds per documented report query (bot/reports/queries.py), from SQLAlchemy's cursor
+    events: which of a report's queries takes the time."""
+
+    def __init__(self, engine: Any, dialect: str) -> None:
+        self.engine = engine
+        self.names: dict[str, str] = {}
+        for q in vars(queries).values():
+            if isinstance(q, queries.Query):
+                for single in (False, True):
+                    self.names[_normal(queries.render(q, dialect, single_round=single))] = q.name
+        self.seconds: dict[str, float] = {}
+        self._started: list[float] = []
+
+    def _before(self, *_args: Any) -> None:
+        self._started.append(time.perf_counter())
+
+    def _after(self, _conn: Any, _cursor: Any, statement: str, _params: Any, context: Any, _many: bool) -> None:
+        took = time.perf_counter() - self._started.pop()
+        # The text as written (":name" parameters), not as the driver got it ("?" / "$1::TYPE").
+        written = getattr(getattr(getattr(context, "compiled", None), "statement", None), "text", None)
+        name = self.names.get(_normal(written or statement)) or "other: " + " ".join(statement.split())[:60]
+        self.seconds[name] = self.seconds.get(name, 0.0) + took
+
+    def __enter__(self) -> QueryTimer:
+        event.listen(self.engine, "before_cursor_execute", self._before)
+        event.listen(self.engine, "after_cursor_execute", self._after)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        event.remove(self.engine, "before_cursor_execute", self._before)
+        event.remove(self.engine, "after_cursor_execute", self._after)
+
+    def top(self, n: int = 6) -> str:
+        ranked = sorted(self.seconds.items(), key=lambda kv: -kv[1])[:n]
+        return ", ".join(f"{name} {1000 * t:.0f} ms" for name, t in ranked)
 
 
 async def median_async(app: App, fn: Callable[[AsyncSession], Awaitable[Any]], repeat: int) -> float:
@@ -112,6 +157,11 @@ async def one_backend(kind: str, url: str, args: argparse.Namespace) -> tuple[li
             rows.append([kind, label, f"{1000 * t:.0f}", f"≤ {1000 * target:.0f} ms: {verdict}" if target else "–",
                          ratio_text])
             print(f"  {label}: {1000 * t:.0f} ms", flush=True)
+            if args.by_query and group != "baseline":
+                with QueryTimer(app.db.engine.sync_engine, app.db.dialect) as timer:
+                    async with app.db.session() as session:
+                        await fn(session)
+                print(f"    by query: {timer.top()}", flush=True)
         return rows, seeded
     finally:
         await app.db.dispose()
@@ -139,6 +189,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=50)
     p.add_argument("--repeat", type=int, default=5, help="timed runs per case (median)")
     p.add_argument("--quick", action="store_true", help="1,000 members in 30 branches, 100,000 answers")
+    p.add_argument("--by-query", action="store_true", help="time each report query once per case")
     p.add_argument("--profile", type=Path, help="cProfile one run of each case into <stem>-<db>-<n>.prof")
     backend_arg(p)
     args = p.parse_args(argv)

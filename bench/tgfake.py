@@ -70,9 +70,6 @@ class BenchTelegram(FakeTelegram):
         counts["failed"] = sum(1 for c in calls if not c.ok)
         return dict(counts)
 
-    def cmd_messages_per_chat(self) -> Counter[int]:
-        return Counter(self.sent_counts())
-
     def cmd_cpu(self) -> float:
         r = resource.getrusage(resource.RUSAGE_SELF)
         return r.ru_utime + r.ru_stime
