@@ -17,7 +17,7 @@ import io
 import re
 import threading
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
 
@@ -317,14 +317,29 @@ def branch_comparison_png(report: FullReport, *, number: int) -> bytes:
     return _png(draw)
 
 
-def chat_charts(summary: BranchSummary) -> list[tuple[str, bytes]]:
-    """The images a /report reply carries: (caption, png). The option chart first."""
+def chat_chart_plan(summary: BranchSummary) -> list[tuple[str, Callable[[], bytes]]]:
+    """The images a /report reply or weekly digest carries, not yet drawn: (caption, draw).
+    Numbered 图表1… in this order: options, topics, weeks, units. Each draws on its own, so a
+    caller can skip one that fails and still send the rest."""
     if not chart_available(summary):
         return []
-    charts = [("各题选项分布", option_distribution_png(summary, number=1))]
+    plan: list[tuple[str, Callable[[], bytes]]] = [
+        ("各题选项分布", lambda: option_distribution_png(summary, number=1))]
     if isinstance(summary, FullReport):
-        if len(summary.weeks) > 1:
-            charts.append(("分周趋势", weekly_trend_png(summary, number=len(charts) + 1)))
-        if summary.units and sum(1 for u in summary.units.units if not u.direct) > 1:
-            charts.append(("下级组织对比", branch_comparison_png(summary, number=len(charts) + 1)))
-    return charts
+        report = summary
+        # One bar or one week says no more than the text; two or more compare.
+        if sum(1 for t in report.topics if not t.withheld) > 1:
+            n = len(plan) + 1
+            plan.append(("各主题正确率", lambda: topic_accuracy_png(report, number=n)))
+        if len(report.weeks) > 1:
+            k = len(plan) + 1
+            plan.append(("分周趋势", lambda: weekly_trend_png(report, number=k)))
+        if report.units and sum(1 for u in report.units.units if not u.direct) > 1:
+            m = len(plan) + 1
+            plan.append(("下级组织对比", lambda: branch_comparison_png(report, number=m)))
+    return plan
+
+
+def chat_charts(summary: BranchSummary) -> list[tuple[str, bytes]]:
+    """The images a /report reply carries, drawn: (caption, png). The option chart first."""
+    return [(caption, draw()) for caption, draw in chat_chart_plan(summary)]

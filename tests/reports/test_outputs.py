@@ -85,7 +85,7 @@ def test_missing_glyphs_would_be_caught():
         fig.savefig(io.BytesIO(), format="png")
 
 
-async def test_report_over_chat_carries_the_option_chart(sqlite_app):
+async def test_report_over_chat_carries_the_option_and_topic_charts(sqlite_app):
     tree = await build_org(sqlite_app, per_branch=6, branches=1)
     rnd = await b.open_round(sqlite_app, tree.root, ITEMS[:3])
     await b.answers(sqlite_app, rnd, [(m.id, i, True) for m in tree.all_members() for i in ITEMS[:3]])
@@ -94,7 +94,9 @@ async def test_report_over_chat_carries_the_option_chart(sqlite_app):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a missing glyph (tofu) fails the test
         sent = chat_charts(result)
-    assert [caption for caption, _ in sent] == ["各题选项分布"] and sent[0][1].startswith(PNG)
+    # Three items on three topics, one week, one branch: no trend, no unit comparison.
+    assert [caption for caption, _ in sent] == ["各题选项分布", "各主题正确率"]
+    assert all(png.startswith(PNG) for _, png in sent)
 
 
 # --- files -------------------------------------------------------------------------------------
