@@ -280,7 +280,9 @@ class AuditLog(SQLModel, table=True):
 class InboundMessage(SQLModel, table=True):
     """One inbound WeChat/WeCom callback, claimed once: platforms retry unanswered callbacks,
     so the first claim processes it and retries get the cached reply (or nothing, if it went
-    out as a separate message). Rows are purged after a few days."""
+    out as a separate message). Rows are purged after a few days. The row is leased: the worker
+    holding `attempt` owns it, and a "processing" row whose `claimed_at` is older than the lease
+    (its worker died) or a "failed" one is taken over by the next retry (bot/channels/wx_inbound.py)."""
 
     __table_args__ = (sa.UniqueConstraint("platform", "msg_key", name="uq_inbound_message"),)
 
@@ -288,8 +290,11 @@ class InboundMessage(SQLModel, table=True):
     platform: str = Field(max_length=20)
     msg_key: str = Field(max_length=80)  # "m:<MsgId>" or "e:<sha1 of sender, time, event …>"
     received_at: datetime = _ts(default=True, index=True)
-    status: str = Field(default="processing", max_length=12)  # processing | done | deferred
+    status: str = Field(default="processing", max_length=12)  # processing | done | deferred | failed
     reply: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON, nullable=True)
+    attempt: int = 1  # fencing token: bumped by each take-over; changes are conditional on it
+    claimed_at: datetime = _ts(default=True)  # start of the current attempt's lease
+    pin: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON, nullable=True)  # typed answer's item
 
 
 # --- scheduled pushes (issue #6) ------------------------------------------------------------
