@@ -50,10 +50,11 @@ def test_a_reply_too_long_for_one_message_continues_as_follow_ups():
 async def test_ledger_claims_once_and_purges_old_rows(sqlite_app, clock):
     wechat = Ledger(sqlite_app.db, "wechat", clock=clock)
     wecom = Ledger(sqlite_app.db, "wecom", clock=clock)
-    assert await wechat.claim("m:1") and not await wechat.claim("m:1")
+    lease = await wechat.claim("m:1")
+    assert lease is not None and await wechat.claim("m:1") is None
     assert await wecom.claim("m:1")  # keys are per platform
-    assert await wechat.finish("m:1", Reply(passive={"type": "text", "content": "好"}))
-    assert not await wechat.defer("m:1")  # already done: stays done
+    assert await wechat.finish(lease, Reply(passive={"type": "text", "content": "好"}))
+    assert not await wechat.defer(lease)  # already done: stays done
     clock.advance(days=4)
     assert await wechat.claim("m:2")
     assert await wechat.purge(clock() - timedelta(days=3)) == 1
