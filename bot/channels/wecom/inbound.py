@@ -23,7 +23,7 @@ from bot.channels.wecom.messenger import PLATFORM, Gone, WeComMessenger, plan
 from bot.channels.wx_api import ApiError, log_failure
 from bot.channels.wx_codec import Rejected, WeComCodec, cdata_safe, parse_xml, read_body
 from bot.channels.wx_identity import touch
-from bot.channels.wx_inbound import InboundFlow, Message, Reply, message_key
+from bot.channels.wx_inbound import InboundFlow, Message, Reply, message_key, pin_typed_answer
 from bot.channels.wx_text import NOT_TEXT
 from bot.core.commands import Command, Help, SubmitAnswer
 from bot.core.parsing import parse_text
@@ -82,13 +82,12 @@ class WeComInbound:
             return PlainTextResponse("success")
         key = message_key(msg_id=raw.get("MsgId"), sender=userid, create_time=raw.get("CreateTime", ""),
                           event=raw.get("Event") or "", extra=f"{raw.get('TaskId') or ''}|{raw.get('EventKey') or ''}")
-        reply = await self.flow.run(key, userid, work)
-        background = self.flow.after_response(userid, reply.followups)
-        if reply.passive is None:
-            return PlainTextResponse("success", background=background)
-        xml_out = TextReply(source=raw.get("ToUserName", ""), target=userid, agent=self.agentid,
-                            content=cdata_safe(reply.passive["content"])).render()
-        return Response(self.codec.seal(xml_out), media_type="application/xml", background=background)
+
+        def seal(content: str) -> str:
+            return self.codec.seal(TextReply(source=raw.get("ToUserName", ""), target=userid, agent=self.agentid,
+                                             content=cdata_safe(content)).render())
+
+        return await self.flow.respond(key, userid, work, seal)
 
     def _work(self, userid: str, raw: dict[str, Any]) -> Work | None:
         kind = raw.get("MsgType", "")
@@ -106,7 +105,8 @@ class WeComInbound:
         return lambda: self._converse_results(userid, [Notice(NOT_TEXT)])
 
     async def _converse(self, userid: str, command: Command) -> Reply:
-        results = await self.service.handle(Sender(PLATFORM, userid), command)
+        sender = Sender(PLATFORM, userid)
+        results = await self.service.handle(sender, await pin_typed_answer(self.service, sender, command))
         return await self._converse_results(userid, results)
 
     async def _converse_results(self, userid: str, results: list[Result]) -> Reply:
