@@ -22,7 +22,7 @@ from bot.channels.wechat.messenger import PLATFORM, WeChatMessenger
 from bot.channels.wx_api import ApiError, log_failure
 from bot.channels.wx_codec import Rejected, WeChatCodec, cdata_safe, parse_xml, read_body
 from bot.channels.wx_identity import set_active, touch
-from bot.channels.wx_inbound import InboundFlow, Message, Reply, message_key
+from bot.channels.wx_inbound import InboundFlow, Message, Reply, message_key, pin_typed_answer
 from bot.channels.wx_text import NOT_TEXT, pack_texts, render_texts
 from bot.core.commands import Command, Help
 from bot.core.parsing import parse_text
@@ -96,7 +96,8 @@ class WeChatInbound:
         return lambda: self._notice(openid, NOT_TEXT)
 
     async def _converse(self, openid: str, command: Command) -> Reply:
-        results = await self.service.handle(Sender(PLATFORM, openid), command)
+        sender = Sender(PLATFORM, openid)
+        results = await self.service.handle(sender, await pin_typed_answer(self.service, sender, command))
         await touch(self.db, PLATFORM, openid, self.clock())  # after a bind, too: it opens the window
         return text_reply(render_texts(results, self.tz))
 
