@@ -13,6 +13,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -20,7 +21,16 @@ from sqlalchemy import text, update
 from sqlmodel import col, select
 
 from bot.app import App
-from bot.channels.wx_inbound import FAILED_TEXT, InboundFlow, Ledger, message_key
+from bot.channels.wx_inbound import (
+    FAILED_TEXT,
+    PROCESSING_LEASE,
+    InboundFlow,
+    LeaseLost,
+    Ledger,
+    Reply,
+    message_key,
+)
+from bot.storage.db import Database
 from bot.storage.models import Answer, ChannelIdentity, InboundMessage
 from tests.channels.wx_support import wechat_harness, wecom_harness
 from tests.factories import OrgTree, build_org, open_test_round
@@ -194,3 +204,27 @@ async def test_a_handler_error_gets_a_polite_reply_and_the_retry_processes_the_m
     assert reply is not None and "回答正确！您的答案：C" in reply
     assert (await ch.row(8_100_007)).attempt == 2
     assert await ch.answers() == [("t-single-001", "C")]
+
+
+async def test_take_over_is_a_compare_and_set_across_processes(database_url, clock):
+    """Two engines stand for two processes: of 20 simultaneous take-overs of a dead claim
+    exactly one wins, and the loser's lease can no longer change the row."""
+    engines = [Database(database_url), Database(database_url)]
+    try:
+        ledgers = [Ledger(db, "wechat", clock=clock) for db in engines]
+        dead = await ledgers[0].claim("m:8100099")
+        assert dead is not None
+        clock.advance(seconds=PROCESSING_LEASE + 1)
+        row = await ledgers[0].read("m:8100099")
+        won = await asyncio.gather(*(ledgers[i % 2].take_over(row, lease=timedelta(seconds=PROCESSING_LEASE))
+                                     for i in range(20)))
+        leases = [lease for lease in won if lease is not None]
+        assert len(leases) == 1 and leases[0].attempt == 2
+        assert not await ledgers[1].finish(dead, Reply())  # the dead attempt is fenced off
+        with pytest.raises(LeaseLost):
+            await ledgers[1].pin(dead, {})
+        assert await ledgers[1].finish(leases[0], Reply())
+        assert (await ledgers[0].read("m:8100099")).status == "done"
+    finally:
+        for db in engines:
+            await db.dispose()
