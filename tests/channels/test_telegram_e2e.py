@@ -260,11 +260,11 @@ async def test_bind_push_answer_every_type_case_me_report(database_url, fake):
         fake.send_text(us, "/report")
         summary = await reply_containing(fake, us, "答题统计】", after=n)
         assert "第一支部" in summary
-        photo = await fake.wait_for(lambda: fake.calls("sendPhoto", chat_id=us), what="the chart photo")
-        assert photo[0].files["photo"].startswith(b"\x89PNG\r\n\x1a\n")
+        photos = await fake.wait_for(lambda: fake.photos(us), timeout=60, what="the chart photos")
+        assert photos[0].caption == "各题选项分布" and photos[0].photo.startswith(b"\x89PNG\r\n\x1a\n")
         fake.send_text(u1, "/report")
         await reply_containing(fake, u1, "统计报告仅向支部书记", after=n)
-        assert not fake.calls("sendPhoto", chat_id=u1)
+        assert not fake.photos(u1)
 
 
 async def test_typed_answers_and_group_privacy(sqlite_url, fake):

@@ -41,7 +41,7 @@ TOKEN = "123456789:AAHfakeTokenForTestsOnly_0123456789x"
 BOT_ID = 123456789
 BOT_USERNAME = "qingfeng_test_bot"
 
-SEND_METHODS = frozenset({"sendMessage", "sendPhoto", "sendPoll"})
+SEND_METHODS = frozenset({"sendMessage", "sendPhoto", "sendMediaGroup", "sendPoll"})
 OUTBOUND_METHODS = SEND_METHODS | {"editMessageText", "editMessageReplyMarkup", "answerCallbackQuery"}
 # Parameters that stay strings even when they look like JSON ("123" as a message text).
 _STRING_PARAMS = frozenset({"text", "caption", "question", "explanation", "url", "secret_token",
@@ -79,6 +79,7 @@ class StoredMessage:
     caption: str | None = None
     photo: bytes | None = None
     poll: dict[str, Any] | None = None
+    media_group_id: str | None = None
     from_bot: bool = True
     edits: int = 0
 
@@ -339,6 +340,10 @@ class FakeTelegram:
         with self._lock:
             return [m for m in self._chats.get(chat_id, {}).values() if m.from_bot]
 
+    def photos(self, chat_id: int) -> list[StoredMessage]:
+        """The photos the bot sent to a chat (single or in albums), oldest first."""
+        return [m for m in self.messages(chat_id) if m.photo is not None]
+
     def last_message(self, chat_id: int) -> StoredMessage:
         msgs = self.messages(chat_id)
         if not msgs:
@@ -472,6 +477,8 @@ class FakeTelegram:
         if m.photo is not None:
             d["photo"] = [{"file_id": f"photo{m.chat_id}_{m.message_id}", "file_unique_id": f"u{m.message_id}",
                            "width": 800, "height": 600, "file_size": len(m.photo)}]
+        if m.media_group_id is not None:
+            d["media_group_id"] = m.media_group_id
         if m.poll is not None:
             d["poll"] = m.poll
         if m.reply_markup:
@@ -550,7 +557,34 @@ class FakeTelegram:
         photo = files.get("photo")
         if not photo:
             raise _ApiError(400, "Bad Request: there is no photo in the request")
+        _check_photo(photo)
         return self._message_json(self._store(chat_id, photo=photo, caption=params.get("caption")))
+
+    async def _api_sendMediaGroup(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        """An album: 2-10 photos, each `{"type": "photo", "media": "attach://<part>", "caption": …}`
+        with the bytes in the multipart part it names."""
+        chat_id = self._chat_id(params)
+        media = params.get("media")
+        if not isinstance(media, list) or not 2 <= len(media) <= 10:
+            raise _ApiError(400, "Bad Request: wrong number of messages in the media group (2-10)")
+        photos: list[tuple[bytes, str | None]] = []
+        for item in media:
+            ref = item.get("media") if isinstance(item, dict) else None
+            if not isinstance(ref, str) or item.get("type") != "photo" or not ref.startswith("attach://"):
+                raise _ApiError(400, "Bad Request: only uploaded photos are supported by this fake")
+            data = files.get(ref.removeprefix("attach://"))
+            if not data:
+                raise _ApiError(400, "Bad Request: the media group refers to a missing file part")
+            _check_photo(data)
+            caption = item.get("caption")
+            if caption is not None and len(caption) > 1024:
+                raise _ApiError(400, "Bad Request: message caption is too long")
+            photos.append((data, caption))
+        with self._lock:
+            self._next_update_id += 1
+            group = f"album{self._next_update_id}"
+        return [self._message_json(self._store(chat_id, photo=data, caption=caption, media_group_id=group))
+                for data, caption in photos]
 
     async def _api_sendPoll(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
         chat_id = self._chat_id(params)
@@ -650,6 +684,14 @@ class FakeTelegram:
 
     async def _api_close(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
         return True
+
+
+def _check_photo(data: bytes) -> None:
+    """Telegram takes photos up to 10 MB, as JPEG/PNG/GIF/WebP (checked here by signature)."""
+    if len(data) > 10 * 1024 * 1024:
+        raise _ApiError(400, "Bad Request: PHOTO_INVALID_DIMENSIONS")
+    if not data.startswith((b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF8", b"RIFF")):
+        raise _ApiError(400, "Bad Request: IMAGE_PROCESS_FAILED")
 
 
 class _ApiError(Exception):

@@ -28,6 +28,7 @@ from telegram.ext import (
 )
 
 from bot.app import App
+from bot.channels.report_images import reports_in
 from bot.channels.telegram import callbacks, state
 from bot.channels.telegram.callbacks import ButtonData
 from bot.channels.telegram.messenger import PLATFORM, TelegramMessenger
@@ -43,7 +44,7 @@ from bot.core import quiz, spaced
 from bot.core.commands import Command, Help, ShowQuiz, SubmitAnswer
 from bot.core.errors import NotBound, NotDelivered
 from bot.core.parsing import parse_text
-from bot.core.results import AnswerResult, BranchSummary, Notice, Result
+from bot.core.results import AnswerResult, Notice, Result
 from bot.core.service import Sender
 from bot.storage.models import BankItem, RoundItem
 from question_bank import LETTERS
@@ -64,19 +65,7 @@ STALE_BUTTON = "按钮已失效，请发送 /quiz 重新获取题目。"
 REVIEW_GONE = "这道巩固题已作答或已不在待巩固列表中。发送 /quiz 查看待答题目。"
 PICK_ONE = "请至少勾选一个选项再提交。"
 SORRY = "抱歉，系统暂时出错，请稍后再试。"
-
-
-async def chart_png(summary: BranchSummary) -> bytes | None:
-    """The option-distribution chart from the reports package, drawn off the event loop."""
-    try:
-        from bot.reports.charts import option_distribution_png
-    except ImportError:  # a slim install without the reports extras still answers in text
-        return None
-    try:
-        return await asyncio.to_thread(option_distribution_png, summary)
-    except Exception:  # a chart failure must not lose the text report
-        log.exception("option distribution chart failed")
-        return None
+CHART_DRAIN = 30.0  # seconds stop() waits for report charts still on their way
 
 
 class TelegramHandlers:
@@ -87,6 +76,7 @@ class TelegramHandlers:
         self.messenger = messenger
         self.update_log: state.UpdateLog | None = None
         self._round_items: dict[tuple[int, int], str] = {}
+        self._chart_sends: set[asyncio.Task[None]] = set()
 
     async def start(self, bot_id: int) -> None:
         self.update_log = state.UpdateLog(self.db, bot_id)
@@ -115,6 +105,8 @@ class TelegramHandlers:
             self.update_log.done(update.update_id)
 
     async def stop(self) -> None:
+        if self._chart_sends:  # charts still being drawn or sent: let them finish before the bot shuts down
+            await asyncio.wait(set(self._chart_sends), timeout=CHART_DRAIN)
         if self.update_log is not None:
             await self.update_log.flush()
 
@@ -130,12 +122,12 @@ class TelegramHandlers:
 
     async def send_results(self, chat_id: int, results: list[Result]) -> None:
         await self.send(chat_id, messages_for(results, self.tz))
-        for r in results:
-            if isinstance(r, BranchSummary) and not r.withheld:
-                png = await chart_png(r)
-                if png is not None:
-                    await self.messenger.call(lambda png=png: self.messenger.bot.send_photo(
-                        chat_id, photo=png, caption="各题选项分布"))
+        if reports_in(results):
+            # Charts take a second or two to draw; updates are handled one at a time, so they
+            # follow the text from a task of their own instead of holding up everyone's answers.
+            task = asyncio.create_task(self.messenger.send_report_images(chat_id, results))
+            self._chart_sends.add(task)
+            task.add_done_callback(self._chart_sends.discard)
 
     async def handle(self, user_id: int, command: Command) -> list[Result]:
         return await self.service.handle(Sender(PLATFORM, str(user_id)), command)

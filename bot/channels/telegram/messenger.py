@@ -4,6 +4,11 @@ Per recipient the messages go out in order; each call is retried (rate limits, 5
 before the push gives up on that member. A user who blocked the bot comes back as `blocked`
 (core then marks the identity inactive) and the push goes on. If a push stops part-way the
 number of messages already sent is remembered, so the retry resumes instead of repeating.
+
+A report (the weekly digest) is its text followed by its charts: one album when there are
+two or more (`sendMediaGroup`, a caption on each photo), else a single photo. The text is
+what the push is about: a chart that cannot be drawn or sent is logged, and the push still
+counts as sent.
 """
 
 from __future__ import annotations
@@ -11,14 +16,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
+from collections.abc import Sequence
 from datetime import timedelta
 from types import TracebackType
 
 from sqlmodel import col, select
-from telegram import Bot, Message, Poll
+from telegram import Bot, InputMediaPhoto, Message, Poll
 from telegram.error import Forbidden, TelegramError
 
 from bot.channels.base import Recipient, SendOutcome, SendStatus
+from bot.channels.report_images import ReportImage, report_images, reports_in
 from bot.channels.telegram import state
 from bot.channels.telegram.render import OutMessage, PollSpec, invite_messages, messages_for, poll_for
 from bot.channels.telegram.retry import RetryPolicy, Sleep, with_retries
@@ -30,6 +37,7 @@ from bot.storage.models import BankItem
 log = logging.getLogger(__name__)
 PLATFORM = "telegram"
 POLL_MEMORY = timedelta(days=30)  # how long after the deadline a poll answer is still matched
+ALBUM_MAX = 10  # photos per sendMediaGroup (Bot API: 2-10)
 
 
 class TelegramMessenger:
@@ -65,6 +73,36 @@ class TelegramMessenger:
                 allows_multiple_answers=p.multiple, correct_option_ids=p.correct, explanation=p.explanation))
         return await self.call(lambda: self.bot.send_message(chat_id, msg.text, reply_markup=msg.keyboard))
 
+    async def send_images(self, chat_id: int, images: Sequence[ReportImage]) -> None:
+        """Report charts: an album of up to ten (each photo keeps its caption), a lone one as a
+        photo. Raises TelegramError (after retries) like `deliver`."""
+        for start in range(0, len(images), ALBUM_MAX):
+            chunk = images[start:start + ALBUM_MAX]
+            if len(chunk) == 1:
+                one = chunk[0]
+                await self.call(lambda one=one: self.bot.send_photo(
+                    chat_id, photo=one.png, caption=one.caption, filename=one.filename))
+                continue
+            media = [InputMediaPhoto(i.png, caption=i.caption, filename=i.filename) for i in chunk]
+            await self.call(lambda media=media: self.bot.send_media_group(chat_id, media))
+
+    async def send_report_images(self, chat_id: int, results: list[Result]) -> None:
+        """Draw (in a thread) and send the charts of the reports among `results`; never raises:
+        the report's text has gone already and stays the delivery."""
+        if not reports_in(results):
+            return
+        images = await report_images(results)
+        if not images:
+            return
+        try:
+            await self.send_images(chat_id, images)
+        except Forbidden:
+            log.info("report charts not delivered: the user blocked the bot")
+        except TelegramError as exc:
+            log.warning("report charts not delivered: %s", type(exc).__name__)
+        except Exception as exc:  # e.g. from a background task in the handlers: log, never lose it
+            log.error("report charts not delivered: %s", type(exc).__name__)
+
     async def send(self, recipient: Recipient, results: list[Result]) -> SendOutcome:
         try:
             chat_id = int(recipient.external_id)
@@ -93,6 +131,8 @@ class TelegramMessenger:
                                           item_id=msg.card.item_id, until=msg.card.deadline + POLL_MEMORY)
         if invite is not None and start:
             await state.clear_push_progress(self.db, invite.round_id, recipient.identity_id)
+        if invite is None:
+            await self.send_report_images(chat_id, results)
         return SendOutcome(SendStatus.sent)
 
     async def _polls_for(self, invite: RoundInvite) -> dict[str, PollSpec]:
