@@ -15,7 +15,6 @@ from zoneinfo import ZoneInfo
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from wechatpy.parser import parse_message
 from wechatpy.replies import TextReply
 
 from bot.channels.wechat.messenger import PLATFORM, WeChatMessenger
@@ -60,24 +59,24 @@ class WeChatInbound:
                 return PlainTextResponse(self.codec.verify_url(request.query_params))
             xml, encrypted = self.codec.open(request.query_params, await read_body(request))
             raw = parse_xml(xml)
-            msg = parse_message(xml)
         except Rejected as exc:
             log.warning("wechat callback rejected (%s): %s", exc.status, exc.reason)
             return PlainTextResponse("", status_code=exc.status)
-        work = self._work(msg, raw) if msg.source else None
+        # The flat fields, not wechatpy's parse_message: it fails on an empty or nested <Event>.
+        openid, account = raw.get("FromUserName") or "", raw.get("ToUserName") or ""
+        work = self._work(openid, raw) if openid else None
         if work is None:
             return PlainTextResponse("success")
-        key = message_key(msg_id=raw.get("MsgId"), sender=msg.source, create_time=raw.get("CreateTime", ""),
+        key = message_key(msg_id=raw.get("MsgId"), sender=openid, create_time=raw.get("CreateTime", ""),
                           event=raw.get("Event") or "", extra=raw.get("EventKey") or "")
-        reply = await self.flow.run(key, msg.source, work)
-        background = self.flow.after_response(msg.source, reply.followups)
+        reply = await self.flow.run(key, openid, work)
+        background = self.flow.after_response(openid, reply.followups)
         if reply.passive is None:
             return PlainTextResponse("success", background=background)
-        xml_out = TextReply(source=msg.target, target=msg.source, content=cdata_safe(reply.passive["content"])).render()
+        xml_out = TextReply(source=account, target=openid, content=cdata_safe(reply.passive["content"])).render()
         return Response(self.codec.seal(xml_out, encrypted), media_type="application/xml", background=background)
 
-    def _work(self, msg: Any, raw: dict[str, Any]) -> Work | None:
-        openid: str = msg.source
+    def _work(self, openid: str, raw: dict[str, Any]) -> Work | None:
         kind = raw.get("MsgType", "")
         if kind == "text":
             return lambda: self._converse(openid, parse_text(raw.get("Content") or ""))
