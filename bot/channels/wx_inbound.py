@@ -67,8 +67,11 @@ def message_key(*, msg_id: int | str | None, sender: str, create_time: int | str
                 extra: str = "") -> str:
     """MsgId for messages; for events (which have none) sender + time + event (+ task/key),
     hashed so the key neither grows unbounded nor spells out the sender."""
-    if msg_id and str(msg_id) != "0":
-        return f"m:{msg_id}"
+    mid = str(msg_id or "")
+    if mid and mid != "0":
+        if mid.isascii() and mid.isdigit() and len(mid) <= 20:
+            return f"m:{mid}"
+        return "m:#" + hashlib.sha1(mid.encode()).hexdigest()  # not a 64-bit MsgId: fit the column
     digest = hashlib.sha1(f"{sender}|{create_time}|{event}|{extra}".encode()).hexdigest()
     return f"e:{digest}"
 
