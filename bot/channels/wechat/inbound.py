@@ -69,12 +69,12 @@ class WeChatInbound:
             return PlainTextResponse("success")
         key = message_key(msg_id=raw.get("MsgId"), sender=openid, create_time=raw.get("CreateTime", ""),
                           event=raw.get("Event") or "", extra=raw.get("EventKey") or "")
-        reply = await self.flow.run(key, openid, work)
-        background = self.flow.after_response(openid, reply.followups)
-        if reply.passive is None:
-            return PlainTextResponse("success", background=background)
-        xml_out = TextReply(source=account, target=openid, content=cdata_safe(reply.passive["content"])).render()
-        return Response(self.codec.seal(xml_out, encrypted), media_type="application/xml", background=background)
+
+        def seal(content: str) -> str:
+            return self.codec.seal(TextReply(source=account, target=openid, content=cdata_safe(content)).render(),
+                                   encrypted)
+
+        return await self.flow.respond(key, openid, work, seal)
 
     def _work(self, openid: str, raw: dict[str, Any]) -> Work | None:
         kind = raw.get("MsgType", "")
