@@ -6,16 +6,19 @@ Precedence: explicit keyword arguments > environment > config file (QINGFENG_CON
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     YamlConfigSettingsSource,
@@ -27,6 +30,44 @@ DEFAULT_SQLITE_URL = "sqlite+aiosqlite:///./var/qingfeng.db"
 # Values copied from examples that must never reach production.
 _PLACEHOLDERS = {"changeme", "change-me", "xxx", "your-token", "your_token", "todo", "secret",
                  "placeholder", "<token>", "token"}
+
+
+# 公众号 template messages: what we say (logical fields) → the chosen template's keys. The
+# default fits the classic layout {{first}} {{keyword1}}…{{keyword3}} {{remark}}; a newer
+# template (thing1, time2, …) maps only the fields it has, the rest are not sent.
+WECHAT_TEMPLATE_FIELDS = ("heading", "title", "deadline", "count", "remark")
+DEFAULT_WECHAT_TEMPLATE_FIELDS = {"heading": "first", "title": "keyword1", "deadline": "keyword2",
+                                  "count": "keyword3", "remark": "remark"}
+_TEMPLATE_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,31}")
+
+
+def _template_fields(value: Any) -> dict[str, str]:
+    """JSON ({"title": "thing1", …}) or short form (title=thing1,deadline=time2)."""
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:  # QINGFENG_WECHAT_TEMPLATE_FIELDS= left empty: the classic layout
+            return dict(DEFAULT_WECHAT_TEMPLATE_FIELDS)
+        if text.startswith("{"):
+            try:
+                value = json.loads(text)
+            except ValueError:
+                raise ValueError("不是合法的 JSON") from None
+        else:
+            pairs = [p.split("=", 1) for p in re.split(r"[,，;\s]+", text) if p]
+            if any(len(p) != 2 for p in pairs):
+                raise ValueError("格式应为 title=keyword1,deadline=keyword2,… 或 JSON 对象")
+            value = {k.strip(): v.strip() for k, v in pairs}
+    if not isinstance(value, dict) or not value:
+        raise ValueError("应为非空的字段对应关系，如 title=thing1,deadline=time2,count=thing3")
+    unknown = [k for k in value if k not in WECHAT_TEMPLATE_FIELDS]
+    if unknown:
+        raise ValueError(f"未知字段 {'、'.join(map(str, unknown))}；可用：{'、'.join(WECHAT_TEMPLATE_FIELDS)}")
+    bad = [str(v) for v in value.values() if not isinstance(v, str) or not _TEMPLATE_KEY.fullmatch(v)]
+    if bad:
+        raise ValueError(f"模板字段名 {'、'.join(bad)} 无效（应为 keyword1、thing2 之类的英文名）")
+    if len(set(value.values())) != len(value):
+        raise ValueError("两个字段对应到了同一个模板字段")
+    return dict(value)
 
 
 class ConfigError(Exception):
@@ -84,6 +125,8 @@ class Settings(BaseSettings):
     wechat_secret: SecretStr | None = None
     wechat_api_base_url: str | None = None
     wechat_template_id: str | None = None
+    wechat_template_fields: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=lambda: dict(DEFAULT_WECHAT_TEMPLATE_FIELDS))
 
     # WeCom self-built application
     wecom_corpid: str | None = None
@@ -159,6 +202,11 @@ class Settings(BaseSettings):
             if raw.lower() in _PLACEHOLDERS or raw.startswith("<"):
                 raise ValueError("这是示例占位值，请填写真实的密钥")
         return value
+
+    @field_validator("wechat_template_fields", mode="before")
+    @classmethod
+    def _template_mapping(cls, value: Any) -> dict[str, str]:
+        return _template_fields(value)
 
     @field_validator("wechat_aes_key", "wecom_aes_key")
     @classmethod

@@ -7,7 +7,10 @@ loop; a chart that fails is logged (its caption, never report data) and left out
 never held back by a chart.
 
 Rendering is remembered per report object for a few minutes, so a secretary bound on two
-channels gets both copies from one drawing.
+channels gets both copies from one drawing. `ChartJobs` serves the WeChat/WeCom callbacks,
+whose text must answer within seconds: drawing starts at once, and the images follow the
+reply. `count_images` records what became of images per platform (a 公众号 digest outside
+the 48-hour window, sent as a template message, cannot carry any).
 """
 
 from __future__ import annotations
@@ -16,15 +19,32 @@ import asyncio
 import logging
 import time
 import traceback
+import uuid
 import weakref
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import Counter
 
 from bot.core.results import BranchSummary, Result
+from bot.metrics import REGISTRY
 
 log = logging.getLogger(__name__)
 
 CACHE_SECONDS = 300.0  # a push sends one row to all its channels well within this
+JOB_SECONDS = 600.0  # a drawing nobody picked up by then is dropped
+MAX_JOBS = 64
+
+IMAGES = Counter("qingfeng_report_images", "Report chart images by platform and outcome: sent, failed, "
+                 "not_allowed (no channel for images, e.g. a 公众号 template message)",
+                 ["platform", "outcome"], registry=REGISTRY)
+
+
+def count_images(platform: str, outcome: str, n: int = 1) -> None:
+    if n:
+        IMAGES.labels(platform, outcome).inc(n)
 
 
 @dataclass(frozen=True)
@@ -86,3 +106,32 @@ async def report_images(results: Sequence[Result]) -> list[ReportImage]:
         images += [ReportImage(caption, png, f"chart{len(images) + k}.png")
                    for k, (caption, png) in enumerate(drawn, start=1)]
     return images
+
+
+class ChartJobs:
+    """Charts drawn while a callback's text reply goes out, sent after it.
+
+    `start(results)` begins drawing in a worker thread and returns a small follow-up message,
+    `{"type": "charts", "ref": …}` (JSON, stored with the reply like any follow-up); `take`
+    hands over the images for it once drawn. Only the process that drew them can take them:
+    a retried callback gets the passive reply alone, as it already does.
+    """
+
+    KIND = "charts"
+
+    def __init__(self) -> None:
+        self._jobs: OrderedDict[str, tuple[float, asyncio.Task[list[ReportImage]]]] = OrderedDict()
+
+    def start(self, results: Sequence[Result]) -> dict[str, Any] | None:
+        if not reports_in(results):
+            return None
+        now = time.monotonic()
+        while self._jobs and (len(self._jobs) >= MAX_JOBS or now - next(iter(self._jobs.values()))[0] > JOB_SECONDS):
+            self._jobs.popitem(last=False)  # never picked up (the reply was lost): let it go
+        ref = uuid.uuid4().hex
+        self._jobs[ref] = (now, asyncio.create_task(report_images(list(results))))
+        return {"type": self.KIND, "ref": ref}
+
+    async def take(self, message: dict[str, Any]) -> list[ReportImage]:
+        job = self._jobs.pop(str(message.get("ref")), None)
+        return await job[1] if job else []

@@ -87,7 +87,7 @@ async def wechat_app(database_url: str, clock: Any, fake: FakeWeChatAPI, **overr
 
 
 @contextlib.asynccontextmanager
-async def wechat_harness(database_url: str, clock: Any, *, budget: float = 4.0,
+async def wechat_harness(database_url: str, clock: Any, *, budget: float = 4.0, http_timeout: float = 5.0,
                          **overrides: Any) -> AsyncIterator[WeChatHarness]:
     with wechat_fake(clock) as fake:
         app = await wechat_app(database_url, clock, fake, **overrides)  # type: ignore[arg-type]
@@ -95,7 +95,7 @@ async def wechat_harness(database_url: str, clock: Any, *, budget: float = 4.0,
         await component.start()
         try:
             async with serve_http(build_web_app(app.db, extra_routes=component.routes)) as base, \
-                    httpx.AsyncClient(base_url=base) as http:
+                    httpx.AsyncClient(base_url=base, timeout=http_timeout) as http:
                 yield WeChatHarness(app, component, fake, http)  # type: ignore[arg-type]
         finally:
             await component.stop()
@@ -138,14 +138,15 @@ async def wecom_app(database_url: str, clock: Any, fake: FakeWeComAPI, **overrid
 
 
 @contextlib.asynccontextmanager
-async def wecom_harness(database_url: str, clock: Any, *, budget: float = 4.0) -> AsyncIterator[WeComHarness]:
+async def wecom_harness(database_url: str, clock: Any, *, budget: float = 4.0,
+                        http_timeout: float = 5.0) -> AsyncIterator[WeComHarness]:
     with wecom_fake(clock) as fake:
         app = await wecom_app(database_url, clock, fake)  # type: ignore[arg-type]
         component = WeComComponent(app, budget=budget)
         await component.start()
         try:
             async with serve_http(build_web_app(app.db, extra_routes=component.routes)) as base, \
-                    httpx.AsyncClient(base_url=base) as http:
+                    httpx.AsyncClient(base_url=base, timeout=http_timeout) as http:
                 yield WeComHarness(app, component, fake, http)  # type: ignore[arg-type]
         finally:
             await component.stop()

@@ -3,7 +3,9 @@
 Two halves, as the real platforms have:
 - the API the bot calls (point `QINGFENG_WECHAT_API_BASE_URL` / `QINGFENG_WECOM_API_BASE_URL`
   at `fake.base_url`): tokens, customer-service and template messages with the 48-hour
-  window (errcode 45015 outside it), WeCom app messages, card updates, departments, users;
+  window (errcode 45015 outside it), temporary media uploads (`media/upload`, multipart, the
+  bytes kept so a test can look at the images) and image messages, WeCom app messages, card
+  updates, departments, users;
 - callbacks as the platforms send them (`fake.text_callback(...)` etc.): the XML, the
   signatures and the AES encryption (安全模式) implemented here independently of wechatpy,
   so a test checks that the bot speaks the real protocol, not merely wechatpy to itself.
@@ -26,6 +28,8 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from email.parser import BytesParser
+from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -124,10 +128,15 @@ class _Handler(BaseHTTPRequestHandler):
         query = dict(parse_qsl(parts.query))
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
-        try:
-            body = json.loads(raw.decode("utf-8")) if raw else None
-        except ValueError:
-            body = None
+        ctype = self.headers.get("Content-Type") or ""
+        body: dict[str, Any] | None
+        if ctype.startswith("multipart/form-data"):
+            body = _multipart(ctype, raw)
+        else:
+            try:
+                body = json.loads(raw.decode("utf-8")) if raw else None
+            except ValueError:
+                body = None
         status, payload = self.server.fake.dispatch(method, parts.path, query, body)
         data = json.dumps(payload, ensure_ascii=False).encode()
         self.send_response(status)
@@ -144,6 +153,33 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, *args: Any) -> None:
         pass
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One file part of a multipart upload."""
+
+    filename: str
+    content_type: str
+    data: bytes
+
+
+def _multipart(ctype: str, raw: bytes) -> dict[str, Any]:
+    """A multipart/form-data body as {"files": {name: Upload}, <field>: <text>, …}."""
+    msg = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {ctype}\r\n\r\n".encode() + raw)
+    body: dict[str, Any] = {"files": {}}
+    for part in msg.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True) or b""
+        if part.get_filename() is not None:
+            body["files"][name] = Upload(part.get_filename(), part.get_content_type(), payload)
+        else:
+            body[name] = payload.decode()
+    return body
+
+
+IMAGE_SIGNATURES = {"png": b"\x89PNG\r\n\x1a\n", "jpg": b"\xff\xd8\xff", "jpeg": b"\xff\xd8\xff", "gif": b"GIF8"}
+IMAGE_LIMIT = 10 * 1024 * 1024  # bytes: both platforms take temporary images up to 10 MB
 
 
 class _Server(ThreadingHTTPServer):
@@ -168,6 +204,7 @@ class FakeApi:
         self._faults: dict[str, list[int]] = {}
         self._seq = itertools.count(1)
         self.routes: dict[tuple[str, str], Route] = {}
+        self.media: dict[str, Upload] = {}  # media_id -> what was uploaded
         self._server: _Server | None = None
 
     # lifecycle
@@ -250,6 +287,33 @@ class FakeApi:
     def err(code: int, msg: str) -> dict[str, Any]:
         return {"errcode": code, "errmsg": msg}
 
+    MEDIA_UPLOAD = "/cgi-bin/media/upload"
+    MEDIA_TYPES: frozenset[str] = frozenset({"image", "voice", "video", "thumb"})
+
+    def _media_upload(self, query: dict[str, str], body: dict[str, Any] | None) -> dict[str, Any]:
+        """新增临时素材: a multipart part named `media`; images are checked like the platform
+        does (an image extension on the file name, matching content, at most 10 MB)."""
+        kind = query.get("type", "")
+        if kind not in self.MEDIA_TYPES:
+            return self.err(40004, "invalid media type")
+        upload = ((body or {}).get("files") or {}).get("media")
+        if not isinstance(upload, Upload) or not upload.data:
+            return self.err(41005, "media data missing")
+        if kind == "image":
+            ext = upload.filename.rsplit(".", 1)[-1].lower() if "." in upload.filename else ""
+            if ext not in IMAGE_SIGNATURES or not upload.data.startswith(IMAGE_SIGNATURES[ext]):
+                return self.err(40113, "unsupported file type")
+            if len(upload.data) > IMAGE_LIMIT:
+                return self.err(40009, "invalid image size")
+        media_id = f"MEDIA{next(self._seq)}_{secrets.token_hex(8)}"
+        self.media[media_id] = upload
+        return {"errcode": 0, "errmsg": "ok", "type": kind, "media_id": media_id,
+                "created_at": int(self.clock().timestamp())}
+
+    def image_of(self, media_id: str) -> bytes:
+        with self.lock:
+            return self.media[media_id].data
+
 
 # --- 公众号 ----------------------------------------------------------------------------------
 
@@ -271,6 +335,7 @@ class FakeWeChatAPI(FakeApi):
             ("GET", "/cgi-bin/token"): self._token,
             ("POST", self.CUSTOM_SEND): self._custom_send,
             ("POST", self.TEMPLATE_SEND): self._template_send,
+            ("POST", self.MEDIA_UPLOAD): self._media_upload,
         }
 
     def _token(self, query: dict[str, str], _body: Any) -> dict[str, Any]:
@@ -283,10 +348,13 @@ class FakeWeChatAPI(FakeApi):
     def _custom_send(self, _q: dict[str, str], body: dict[str, Any] | None) -> dict[str, Any]:
         body = body or {}
         openid = body.get("touser", "")
-        if body.get("msgtype") != "text" or not isinstance(body.get("text"), dict):
+        kind = body.get("msgtype")
+        if kind not in ("text", "image") or not isinstance(body.get(kind), dict):
             return self.err(40008, "invalid message type")
-        if len(body["text"].get("content", "").encode()) > 2048:
+        if kind == "text" and len(body["text"].get("content", "").encode()) > 2048:
             return self.err(45002, "content size out of limit")
+        if kind == "image" and body["image"].get("media_id") not in self.media:
+            return self.err(40007, "invalid media_id")
         if openid in self.unfollowed:
             return self.err(43004, "require subscribe")
         last = self.last_interaction.get(openid)
@@ -307,7 +375,16 @@ class FakeWeChatAPI(FakeApi):
     # what members received
     def kf_texts(self, openid: str | None = None) -> list[str]:
         return [c.body["text"]["content"] for c in self.ok_calls(self.CUSTOM_SEND)  # type: ignore[index]
-                if openid is None or c.body["touser"] == openid]  # type: ignore[index]
+                if c.body["msgtype"] == "text" and (openid is None or c.body["touser"] == openid)]  # type: ignore[index]
+
+    def kf_images(self, openid: str | None = None) -> list[bytes]:
+        """The images members received as customer-service messages, in order."""
+        return [self.image_of(c.body["image"]["media_id"]) for c in self.ok_calls(self.CUSTOM_SEND)  # type: ignore[index]
+                if c.body["msgtype"] == "image" and (openid is None or c.body["touser"] == openid)]  # type: ignore[index]
+
+    def kf_kinds(self, openid: str) -> list[str]:
+        """text / image, in the order the member received them."""
+        return [c.body["msgtype"] for c in self.ok_calls(self.CUSTOM_SEND) if c.body["touser"] == openid]  # type: ignore[index]
 
     def templates(self, openid: str | None = None) -> list[dict[str, Any]]:
         return [c.body for c in self.ok_calls(self.TEMPLATE_SEND)  # type: ignore[misc]
@@ -427,6 +504,7 @@ class FakeWeComAPI(FakeApi):
             ("GET", "/cgi-bin/gettoken"): self._token,
             ("POST", self.SEND): self._send,
             ("POST", self.UPDATE_CARD): self._update_card,
+            ("POST", self.MEDIA_UPLOAD): self._media_upload,
             ("GET", "/cgi-bin/department/list"): self._department_list,
             ("POST", "/cgi-bin/user/list_id"): self._user_list_id,
             ("GET", "/cgi-bin/user/get"): self._user_get,
@@ -459,6 +537,9 @@ class FakeWeComAPI(FakeApi):
         if kind == "text":
             if len(body["text"]["content"].encode()) > 2048:
                 return self.err(44004, "text content over limit")
+        elif kind == "image":
+            if not isinstance(body.get("image"), dict) or body["image"].get("media_id") not in self.media:
+                return self.err(40007, "invalid media_id")
         elif kind == "template_card":
             card = body["template_card"]
             err = self._check_card(card)
@@ -550,6 +631,15 @@ class FakeWeComAPI(FakeApi):
     def texts(self, userid: str | None = None) -> list[str]:
         return [c.body["text"]["content"] for c in self.ok_calls(self.SEND)  # type: ignore[index]
                 if c.body["msgtype"] == "text" and (userid is None or c.body["touser"] == userid)]  # type: ignore[index]
+
+    def images(self, userid: str | None = None) -> list[bytes]:
+        """The images members received as app messages, in order."""
+        return [self.image_of(c.body["image"]["media_id"]) for c in self.ok_calls(self.SEND)  # type: ignore[index]
+                if c.body["msgtype"] == "image" and (userid is None or c.body["touser"] == userid)]  # type: ignore[index]
+
+    def kinds(self, userid: str) -> list[str]:
+        """text / template_card / image, in the order the member received them."""
+        return [c.body["msgtype"] for c in self.ok_calls(self.SEND) if c.body["touser"] == userid]  # type: ignore[index]
 
     def sent_cards(self, userid: str | None = None) -> list[SentCard]:
         with self.lock:

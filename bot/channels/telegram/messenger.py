@@ -25,7 +25,7 @@ from telegram import Bot, InputMediaPhoto, Message, Poll
 from telegram.error import Forbidden, TelegramError
 
 from bot.channels.base import Recipient, SendOutcome, SendStatus
-from bot.channels.report_images import ReportImage, report_images, reports_in
+from bot.channels.report_images import ReportImage, count_images, report_images, reports_in
 from bot.channels.telegram import state
 from bot.channels.telegram.render import OutMessage, PollSpec, invite_messages, messages_for, poll_for
 from bot.channels.telegram.retry import RetryPolicy, Sleep, with_retries
@@ -102,6 +102,10 @@ class TelegramMessenger:
             log.warning("report charts not delivered: %s", type(exc).__name__)
         except Exception as exc:  # e.g. from a background task in the handlers: log, never lose it
             log.error("report charts not delivered: %s", type(exc).__name__)
+        else:
+            count_images(PLATFORM, "sent", len(images))
+            return
+        count_images(PLATFORM, "failed", len(images))  # an album goes or fails as one
 
     async def send(self, recipient: Recipient, results: list[Result]) -> SendOutcome:
         try:

@@ -53,7 +53,8 @@ class WeChatComponent:
         self.api = ApiCaller(client, db=app.db, token_key=f"wechat:token:{appid}", token_url=self.base_url + "token",
                              token_params={"grant_type": "client_credential", "appid": appid, "secret": secret},
                              clock=clock, redis_url=s.redis_url)
-        self.messenger = WeChatMessenger(self.api, app.db, tz=s.tz, clock=clock, template_id=s.wechat_template_id)
+        self.messenger = WeChatMessenger(self.api, app.db, tz=s.tz, clock=clock, template_id=s.wechat_template_id,
+                                         template_fields=s.wechat_template_fields)
         self.ledger = Ledger(app.db, PLATFORM, clock=clock)
         aes_key = s.wechat_aes_key.get_secret_value() if s.wechat_aes_key else None
         self.inbound = WeChatInbound(

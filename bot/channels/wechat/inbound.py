@@ -3,7 +3,9 @@
 Text (and voice with WeChat's speech recognition) goes through the same parser as every
 channel: 「A」「ac」「Ａ」「对」「绑定 CODE」「答题」「我的」「报告」「案例」「帮助」. The answer is one
 passive reply; what does not fit (2048 bytes) follows as customer-service messages, and
-work slower than the budget is answered "success" and sent afterwards the same way.
+work slower than the budget is answered "success" and sent afterwards the same way. A report
+(「报告」) answers with its text at once; its charts are drawn meanwhile and follow as
+customer-service images (the member just wrote, so the 48-hour window is open).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from wechatpy.replies import TextReply
 
+from bot.channels.report_images import ChartJobs
 from bot.channels.wechat.messenger import PLATFORM, WeChatMessenger
 from bot.channels.wx_api import ApiError, log_failure
 from bot.channels.wx_codec import Rejected, WeChatCodec, cdata_safe, parse_xml, read_body
@@ -51,6 +54,7 @@ class WeChatInbound:
         self.messenger = messenger
         self.tz = tz
         self.clock = clock
+        self.charts = ChartJobs()
         self.flow = flow_factory(self.send_messages)
 
     async def endpoint(self, request: Request) -> Response:
@@ -98,7 +102,11 @@ class WeChatInbound:
         sender = Sender(PLATFORM, openid)
         results = await self.service.handle(sender, await pin_typed_answer(self.service, sender, command))
         await touch(self.db, PLATFORM, openid, self.clock())  # after a bind, too: it opens the window
-        return text_reply(render_texts(results, self.tz))
+        reply = text_reply(render_texts(results, self.tz))
+        charts = self.charts.start(results)  # drawn while the text goes out, sent after it
+        if charts is not None:
+            reply.followups.append(charts)
+        return reply
 
     async def _notice(self, openid: str, text: str) -> Reply:
         await touch(self.db, PLATFORM, openid, self.clock())
@@ -113,13 +121,18 @@ class WeChatInbound:
         return Reply()
 
     async def send_messages(self, openid: str, messages: list[Message]) -> None:
-        """Follow-ups and late replies as customer-service texts; never raises."""
+        """Follow-ups and late replies as customer-service texts, then any report charts as
+        images; never raises."""
         texts = [m["content"] for m in messages if m.get("type") == "text"]
-        if not texts:
-            return
         try:
-            await self.messenger.send_texts(openid, texts)
+            if texts:
+                await self.messenger.send_texts(openid, texts)
         except ApiError as exc:
             log.warning("wechat: reply by customer-service message failed: %s", exc)
+            return
         except Exception as exc:
             log_failure(log, "wechat: reply by customer-service message failed", exc)
+            return
+        for m in messages:
+            if m.get("type") == ChartJobs.KIND:
+                await self.messenger.send_images(openid, await self.charts.take(m))

@@ -4,7 +4,8 @@ A text gets a passive (encrypted) reply; a quiz item that fits a card follows it
 message. A tap on a card button (`template_card_event`, which wechatpy 1.8.18 parses only
 as UnknownMessage, so the raw fields are read) is an answer: the tapped card's buttons are
 replaced by the result (`message/update_template_card`), then the explanation and the next
-item arrive as app messages.
+item arrive as app messages. A report (「报告」) answers with its text at once; its charts are
+drawn meanwhile and follow as image messages.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from wechatpy.enterprise.replies import TextReply
 
+from bot.channels.report_images import ChartJobs
 from bot.channels.wecom.cards import parse_button_key
 from bot.channels.wecom.messenger import PLATFORM, Gone, WeComMessenger, plan
 from bot.channels.wx_api import ApiError, log_failure
@@ -65,6 +67,7 @@ class WeComInbound:
         self.agentid = agentid
         self.tz = tz
         self.clock = clock
+        self.charts = ChartJobs()
         self.flow = flow_factory(self.send_messages)
 
     async def endpoint(self, request: Request) -> Response:
@@ -111,7 +114,11 @@ class WeComInbound:
 
     async def _converse_results(self, userid: str, results: list[Result]) -> Reply:
         await touch(self.db, PLATFORM, userid, self.clock())
-        return split_passive(plan(results, userid, self.tz))
+        reply = split_passive(plan(results, userid, self.tz))
+        charts = self.charts.start(results)  # drawn while the text goes out, sent after it
+        if charts is not None:
+            reply.followups.append(charts)
+        return reply
 
     async def _tap(self, userid: str, event_key: str, response_code: str) -> Reply:
         answer = parse_button_key(event_key)
@@ -128,11 +135,14 @@ class WeComInbound:
         return Reply(followups=update + plan(results, userid, self.tz))
 
     async def send_messages(self, userid: str, messages: list[Message]) -> None:
-        """Follow-ups and late replies as app messages; never raises."""
+        """Follow-ups and late replies as app messages, then any report charts; never raises."""
         if not messages:
             return
         try:
-            await self.messenger.deliver(userid, messages)
+            await self.messenger.deliver(userid, [m for m in messages if m.get("type") != ChartJobs.KIND])
+            for m in messages:
+                if m.get("type") == ChartJobs.KIND:
+                    await self.messenger.send_images(userid, await self.charts.take(m))
         except (ApiError, Gone) as exc:
             log.warning("wecom: follow-up message failed: %s", exc)
         except Exception as exc:

@@ -2,6 +2,8 @@
 
 A pushed round arrives as its first item: a button card where the card allows it, else a
 text ending in 「回复 A/B/C」. Answering (tap or text) brings the next item the same way.
+A report (the weekly digest, or a 「报告」 reply) is its text followed by its charts, each
+uploaded as temporary media and sent as an image message.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from bot.channels.base import Recipient, SendOutcome, SendStatus
+from bot.channels.report_images import ReportImage, count_images, report_images, reports_in
 from bot.channels.text import render_answer, render_card, render_case
 from bot.channels.wecom.cards import build_card, card_allowed
 from bot.channels.wx_api import ApiCaller, ApiError, log_failure
@@ -74,6 +77,8 @@ class WeComMessenger:
     async def send(self, recipient: Recipient, results: list[Result]) -> SendOutcome:
         try:
             await self.deliver(recipient.external_id, plan(results, recipient.external_id, self.tz), dedupe=True)
+            if reports_in(results):
+                await self.send_images(recipient.external_id, await report_images(results))
         except Gone as exc:
             return SendOutcome(SendStatus.blocked, str(exc))
         except ApiError as exc:
@@ -97,6 +102,31 @@ class WeComMessenger:
                                           **extra})
             elif kind == "update_button":
                 await self._update_button(userid, message["response_code"], message["replace_name"])
+
+    async def send_images(self, userid: str, images: list[ReportImage]) -> int:
+        """Report charts as image messages (upload as temporary media, then send); a chart that
+        fails is logged and skipped — the report's text went first. Returns how many arrived.
+        Raises Gone like `deliver` (the member cannot receive anything)."""
+        sent = 0
+        for image in images:
+            try:
+                uploaded = await self.api.call(lambda c, i=image: c.media.upload(
+                    "image", (i.filename, i.png, "image/png")))
+                await self._send(userid, {"msgtype": "image", "image": {"media_id": str(uploaded["media_id"])}})
+            except ApiError as exc:
+                count_images(PLATFORM, "failed")
+                log.warning("wecom: a report chart was not delivered: %s", exc)
+                continue
+            except Gone:
+                count_images(PLATFORM, "failed")
+                raise
+            except Exception as exc:
+                count_images(PLATFORM, "failed")
+                log_failure(log, "wecom: a report chart was not delivered", exc)
+                continue
+            count_images(PLATFORM, "sent")
+            sent += 1
+        return sent
 
     async def _send(self, userid: str, msg: dict[str, Any]) -> dict[str, Any]:
         try:
