@@ -13,6 +13,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.core.orgs import subtree_members
+from bot.reports.tally import count_answer
 from bot.storage.bulk import insert_ignore, insert_one_returning_id
 from bot.storage.models import (
     Answer,
@@ -158,6 +159,8 @@ async def record_answer(
         "latency_ms": latency_ms, "channel": channel,
     }
     new_id = await insert_one_returning_id(session, Answer, row)
+    if new_id is not None:  # the reports' answer tally moves with the answer, same transaction
+        await count_answer(session, member_id=member_id, round_id=rnd.id, correct=correct, late=row["late"])
     if commit:
         await session.commit()
     if new_id is not None:

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import insert, select
 
+from bot.reports.tally import recount
 from bot.storage.db import Database
 from bot.storage.models import (
     Answer,
@@ -135,6 +136,8 @@ async def seed(db: Database, *, members: int, answers: int, branches: int = 300,
         written_deliveries += len(deliveries)
         written_answers += len(answer_rows)
         say(f"第 {r + 1}/{rounds} 轮：累计作答 {written_answers}")
+    async with db.engine.begin() as conn:  # bulk-loaded answers: rebuild the reports' answer tally
+        await recount(conn)
     if db.dialect == "postgresql":  # explicit ids above: move the sequences past them
         async with db.engine.begin() as conn:
             for table in ("organization", "member", "round"):

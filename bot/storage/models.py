@@ -342,8 +342,27 @@ class Notification(SQLModel, table=True):
     claimed_at: datetime | None = _ts(nullable=True)
 
 
+# --- report pre-aggregate (issue #8) ----------------------------------------------------------
+
+
+class AnswerTally(SQLModel, table=True):
+    """Stored answers counted per member and round, so a report's member-level figures read a
+    few thousand rows instead of a million answers. Kept in the answer's own transaction by
+    `bot.reports.tally` (one upsert per new answer); bulk loaders recount. It does not depend on
+    an item's status: reports subtract on-time answers to items retired since (docs/reports-sql.md)."""
+
+    __table_args__ = (sa.Index("ix_answertally_round_member", "round_id", "member_id"),
+                      {"sqlite_with_rowid": False})
+
+    member_id: int = Field(foreign_key="member.id", primary_key=True)
+    round_id: int = Field(foreign_key="round.id", primary_key=True)
+    on_time: int = 0  # answers given by the deadline
+    on_time_correct: int = 0
+    late: int = 0
+
+
 __all__ = [
-    "Answer", "AuditLog", "BankItem", "CaseDelivery", "CaseStudy", "ChannelIdentity",
+    "Answer", "AnswerTally", "AuditLog", "BankItem", "CaseDelivery", "CaseStudy", "ChannelIdentity",
     "Delivery", "DeliveryStatus", "InboundMessage", "InviteCode", "ItemStatus", "ItemTopic", "JobClaim",
     "KeyValue", "Member", "Notification", "Organization", "ReviewCard", "Role", "Round", "RoundItem",
     "SQLModel", "Schedule", "UTCDateTime", "utcnow",

@@ -1,6 +1,7 @@
 """Known-answer datasets for report tests, built through the project's own code paths:
 organisations by `orgs.ensure_path`, rounds (with their deliveries) by `quiz.open_round`,
-members and answers by the bulk inserts of `bot.storage.bulk` (hundreds of rows at once)."""
+members and answers by the bulk inserts of `bot.storage.bulk` (hundreds of rows at once), followed
+by the answer tally's recount of those rounds (`bot.reports.tally`, as bulk loaders must)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from sqlmodel import col, select, update
 from bot.app import App
 from bot.core import quiz
 from bot.core.orgs import ensure_path
+from bot.reports.tally import recount
 from bot.storage.bulk import insert_ignore
 from bot.storage.models import Answer, BankItem, Member, Organization, Round
 
@@ -63,6 +65,7 @@ async def answers(app: App, rnd: Round, rows: Sequence[tuple[int, str, bool]], *
                 "late": late, "answered_at": when, "channel": "console"} for m, i, ok in rows]
     async with app.db.session() as s:
         await insert_ignore(s, Answer, payload)
+        await recount(s, [rnd.id])  # a bulk load recounts the rounds it wrote, like `dev seed`
         await s.commit()
 
 

@@ -1,0 +1,91 @@
+"""The answer tally: stored answers counted per member and round (`AnswerTally`).
+
+Reports read their member-level figures (response, totals, units, attributes, member scores)
+from this small table instead of re-deriving them from every answer. It must equal
+`RECOUNT_SELECT` over the answers at every commit, so:
+
+- the answer path calls `count_answer` for each answer it newly stored, in the same
+  transaction (a replayed answer stores nothing and counts nothing);
+- bulk loaders (`qingfeng dev seed`, test builders) call `recount` for the rounds they wrote;
+- whatever ever updates or deletes answers must `recount` the rounds it touched.
+
+Item status is deliberately not part of it: retiring an item later changes no stored count,
+and the report queries subtract on-time answers to retired items themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import bindparam, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.storage.models import AnswerTally
+
+# The definition, also used by the migration's backfill and the consistency test.
+RECOUNT_SELECT = """SELECT member_id, round_id,
+       SUM(CASE WHEN NOT late THEN 1 ELSE 0 END) AS on_time,
+       SUM(CASE WHEN NOT late AND correct THEN 1 ELSE 0 END) AS on_time_correct,
+       SUM(CASE WHEN late THEN 1 ELSE 0 END) AS late
+FROM answer"""
+_GROUP = "\nGROUP BY member_id, round_id"
+
+# Rows on which the tally and the answers disagree, either way: none when the tally is right.
+MISMATCHES = f"""WITH fresh AS (
+{RECOUNT_SELECT}{_GROUP}
+),
+stored AS (
+SELECT member_id, round_id, on_time, on_time_correct, late FROM answertally
+)
+SELECT 'wrong or missing in answertally' AS problem, a.* FROM (SELECT * FROM fresh EXCEPT SELECT * FROM stored) a
+UNION ALL
+SELECT 'not in the answers', b.* FROM (SELECT * FROM stored EXCEPT SELECT * FROM fresh) b"""
+_COLUMNS = "(member_id, round_id, on_time, on_time_correct, late)"
+
+
+def recount_sql(*, rounds: bool) -> tuple[str, str]:
+    """DELETE and INSERT … SELECT that rebuild the tally (of the rounds in :round_ids, or all)."""
+    where = "\nWHERE round_id IN :round_ids" if rounds else ""
+    return (f"DELETE FROM answertally{where}",
+            f"INSERT INTO answertally {_COLUMNS}\n{RECOUNT_SELECT}{where}{_GROUP}")
+
+
+async def count_answer(conn: AsyncSession | AsyncConnection, *, member_id: int, round_id: int, correct: bool,
+                       late: bool) -> None:
+    """Add one newly stored answer to its member-round tally: one upsert, same transaction.
+
+    `conn` is the ORM session or the bare connection the answer was inserted with."""
+    table = AnswerTally.__table__  # type: ignore[attr-defined]
+    insert: Any = postgresql.insert(table) if _dialect(conn) == "postgresql" else sqlite.insert(table)
+    stmt = insert.values(member_id=member_id, round_id=round_id, on_time=0 if late else 1,
+                         on_time_correct=int(correct and not late), late=int(late))
+    stmt = stmt.on_conflict_do_update(index_elements=["member_id", "round_id"], set_={
+        c: table.c[c] + stmt.excluded[c] for c in ("on_time", "on_time_correct", "late")})
+    await _execute(conn, stmt)
+
+
+async def recount(conn: AsyncSession | AsyncConnection, round_ids: Sequence[int] | None = None) -> None:
+    """Rebuild the tally from the answers: of these rounds, or (None) of all. No commit."""
+    delete, insert = recount_sql(rounds=round_ids is not None)
+    params = {"round_ids": list(round_ids)} if round_ids is not None else {}
+    for sql in (delete, insert):
+        stmt = text(sql)
+        if round_ids is not None:
+            stmt = stmt.bindparams(bindparam("round_ids", expanding=True))
+        await _execute(conn, stmt, params)
+
+
+def _dialect(conn: AsyncSession | AsyncConnection) -> str:
+    if isinstance(conn, AsyncConnection):
+        return conn.dialect.name
+    return conn.bind.dialect.name if conn.bind else "sqlite"
+
+
+async def _execute(conn: AsyncSession | AsyncConnection, stmt: Any, params: dict[str, Any] | None = None) -> None:
+    if isinstance(conn, AsyncSession):
+        await conn.exec(stmt, params=params)  # type: ignore[call-overload]
+    else:
+        await conn.execute(stmt, params)

@@ -1,0 +1,112 @@
+"""The answer tally equals the aggregate of the raw answers, whichever path wrote them (SQLite and
+PostgreSQL): answers through the service (on time, late, replayed), bulk loads with a recount,
+the migration's backfill — and reports stay right when an item is retired afterwards."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import text
+
+from bot.core.commands import SubmitAnswer
+from bot.reports.period import round_period
+from bot.reports.report import full_report
+from bot.reports.tally import MISMATCHES, RECOUNT_SELECT
+from bot.storage import migrate
+from bot.storage.bulk import insert_ignore
+from bot.storage.models import Answer
+from tests.factories import build_org, open_test_round
+from tests.reports import builders as b
+
+TZ = ZoneInfo("Asia/Shanghai")
+ITEMS = ["t-single-001", "t-judge-001", "t-multiple-001"]  # keys C, A, ACD
+
+
+async def _tally(app) -> dict[tuple[int, int], tuple[int, int, int]]:  # type: ignore[no-untyped-def]
+    async with app.db.session() as s:
+        rows = (await s.exec(text("SELECT member_id, round_id, on_time, on_time_correct, late FROM answertally"))).all()
+    return {(m, r): (int(a), int(c), int(late)) for m, r, a, c, late in rows}
+
+
+async def _mismatches(app) -> list:  # type: ignore[no-untyped-def]
+    async with app.db.session() as s:
+        return list((await s.exec(text(MISMATCHES))).all())
+
+
+async def _recounted(app) -> dict[tuple[int, int], tuple[int, int, int]]:  # type: ignore[no-untyped-def]
+    async with app.db.session() as s:
+        rows = (await s.exec(text(RECOUNT_SELECT + "\nGROUP BY member_id, round_id"))).all()
+    return {(m, r): (int(a), int(c), int(late)) for m, r, a, c, late in rows}
+
+
+async def test_service_answers_keep_the_tally_equal_to_the_answers(app, clock):
+    tree = await build_org(app)
+    branch = tree.branches[0]
+    m = tree.members[branch.id]
+    rnd = await open_test_round(app, tree.root, ITEMS, days=7)
+
+    async def say(member, choice: str, item: str, round_id: int | None = None) -> None:  # type: ignore[no-untyped-def]
+        await app.service.handle(tree.senders[member.id], SubmitAnswer(choice, round_id or rnd.id, item))
+
+    for member, choices in ((m[0], "C A ACD"), (m[1], "A A ACD"), (m[2], "C B AC"), (m[3], "C A ACD")):
+        for item, choice in zip(ITEMS, choices.split(), strict=True):
+            await say(member, choice, item)
+    await say(m[3], "A", "t-single-001")  # replayed with another choice: the first answer stands
+    await say(m[4], "C", "t-single-001")
+    clock.advance(days=8)  # past the deadline: late from here on
+    await say(m[4], "A", "t-judge-001")
+    await say(m[5], "C", "t-single-001")
+    later = await open_test_round(app, tree.root, ["t-judge-002"], days=7)
+    await say(m[0], "B", "t-judge-002", later.id)  # right (key B)
+    await say(m[1], "A", "t-judge-002", later.id)  # wrong
+
+    # (on time, on time and right, late) per member and round, worked out from the lines above.
+    expected = {
+        (m[0].id, rnd.id): (3, 3, 0), (m[1].id, rnd.id): (3, 2, 0), (m[2].id, rnd.id): (3, 1, 0),
+        (m[3].id, rnd.id): (3, 3, 0), (m[4].id, rnd.id): (1, 1, 1), (m[5].id, rnd.id): (0, 0, 1),
+        (m[0].id, later.id): (1, 1, 0), (m[1].id, later.id): (1, 0, 0),
+    }
+    assert await _tally(app) == expected
+    assert await _recounted(app) == expected
+    assert await _mismatches(app) == []
+
+    # Retiring an item afterwards changes no tally row; the report subtracts its on-time answers.
+    await b.retire(app, "t-judge-001")
+    assert await _mismatches(app) == []
+    async with app.db.session() as s:
+        report = await full_report(s, org=branch, period=round_period(rnd.id), min_group=3, tz=TZ,
+                                   now=clock())  # a floor of 3, so the 4 on the multiple item show
+    # Valid = single + multiple: m0 2/2, m1 1/2, m2 1/2, m3 2/2, m4 1/1 → 7 of 9. Late: m4 judge, m5 single.
+    # Retired: the four on-time judge answers (m0–m3). Returned: m0–m5; responded (valid): m0–m4.
+    assert (report.valid_answers, report.correct_answers) == (9, 7)
+    assert (report.late_answers, report.retired_answers) == (2, 4)
+    assert (report.pushed, report.returned, report.responded, report.people) == (7, 6, 5, 5)
+    assert {i.item_id: (i.answered, i.correct) for i in report.items} == {
+        "t-single-001": (5, 4), "t-multiple-001": (4, 3)}
+
+
+async def test_bulk_loads_recount_and_the_migration_backfills(app):
+    branch = await b.org(app, "机关党委/汇总支部")
+    ids = await b.members(app, branch, 12, key="tl")
+    first = await b.open_round(app, branch, ITEMS)
+    await b.answers(app, first, [(mid, item, (k + j) % 3 != 0) for k, mid in enumerate(ids[:10])
+                                 for j, item in enumerate(ITEMS)])
+    await b.answers(app, first, [(mid, "t-single-001", True) for mid in ids[10:]], late=True)
+    await b.answers(app, first, [(ids[0], "t-single-001", False)])  # a repeat: ignored, recount unchanged
+    assert await _mismatches(app) == [] and len(await _tally(app)) == 12
+
+    # Answers written behind the tally's back (no recount) are caught by the check …
+    second = await b.open_round(app, branch, ITEMS[:1], at=first.opens_at + timedelta(days=7))
+    async with app.db.session() as s:
+        await insert_ignore(s, Answer, [
+            {"member_id": mid, "round_id": second.id, "item_id": ITEMS[0], "choice": "C", "correct": True,
+             "late": False, "answered_at": second.opens_at, "channel": "console"} for mid in ids[:3]])
+        await s.commit()
+    assert len(await _mismatches(app)) == 3
+    # … and the migration's backfill rebuilds the tally from the answers.
+    migrate._in_fresh_thread(migrate.command.downgrade, migrate.alembic_config(app.settings.database_url),
+                             "0005_answer_tally@-1")
+    migrate.upgrade(app.settings.database_url)
+    assert await _mismatches(app) == []
+    assert len(await _tally(app)) == 15
