@@ -159,13 +159,38 @@ def _undefined_ok(fn, *args):  # type: ignore[no-untyped-def]
 def item_analysis(item_ids: Sequence[str], marks: np.ndarray) -> RoundStatistics:
     """marks: one row per respondent, one 0/1 column per item (in `item_ids` order)."""
     marks = np.asarray(marks, dtype=float)
-    respondents, n_items = marks.shape if marks.ndim == 2 else (0, len(item_ids))
+    respondents = marks.shape[0] if marks.ndim == 2 else 0
     if respondents < 2:
         return RoundStatistics(respondents, (), None)
     total = marks.sum(axis=1)
+    return _analyse(item_ids, [marks[:, j] for j in range(len(item_ids))], [total] * len(item_ids))
+
+
+def item_analysis_from_counts(item_ids: Sequence[str],
+                              counts: Mapping[str, Sequence[tuple[int, int, int]]]) -> RoundStatistics:
+    """The same analysis from (mark, member's total, members) cells per item (the round_marks query).
+
+    Every quantity is a function of an item's (mark, rest-of-test) pairs and of the totals, so
+    each item's pairs are rebuilt from its cells; no member-by-item matrix is needed.
+    """
+    xs, totals = [], []
+    for item_id in item_ids:
+        cells = np.asarray(counts.get(item_id, ()), dtype=float).reshape(-1, 3)
+        repeat = cells[:, 2].astype(int)
+        xs.append(np.repeat(cells[:, 0], repeat))
+        totals.append(np.repeat(cells[:, 1], repeat))
+    respondents = len(xs[0]) if xs else 0
+    if any(len(x) != respondents for x in xs):
+        raise ValueError("every item needs the same respondents (members who answered all items)")
+    if respondents < 2:
+        return RoundStatistics(respondents, (), None)
+    return _analyse(item_ids, xs, totals)
+
+
+def _analyse(item_ids: Sequence[str], xs: Sequence[np.ndarray], totals: Sequence[np.ndarray]) -> RoundStatistics:
+    """xs[j]: item j's marks; totals[j]: the same respondents' total marks, in the same order."""
     rows = []
-    for j, item_id in enumerate(item_ids):
-        x = marks[:, j]
+    for item_id, x, total in zip(item_ids, xs, totals, strict=True):
         rest = total - x
         facility = 100.0 * float(x.mean())
         sd = float(np.std(x, ddof=1))
@@ -185,11 +210,12 @@ def item_analysis(item_ids: Sequence[str], marks: np.ndarray) -> RoundStatistics
             flags.append("区分度为负")
         rows.append(ItemAnalysis(item_id, facility, sd, discrimination, efficiency, tuple(flags)))
     alpha = None
-    total_var = float(np.var(total, ddof=1))
+    n_items = len(item_ids)
+    total_var = float(np.var(totals[0], ddof=1)) if n_items else 0.0
     if n_items >= 2 and total_var > 0:
-        item_var = float(np.var(marks, axis=0, ddof=1).sum())
+        item_var = sum(float(np.var(x, ddof=1)) for x in xs)
         alpha = n_items / (n_items - 1) * (1 - item_var / total_var)
-    return RoundStatistics(respondents, tuple(rows), alpha)
+    return RoundStatistics(len(xs[0]) if xs else 0, tuple(rows), alpha)
 
 
 def is_finite(x: float | None) -> bool:

@@ -12,17 +12,16 @@ Parameters (named, `:name`):
   :scope_id  id of the scope organisation (unit breakdowns)
   :tz        PostgreSQL: time-zone name, e.g. 'Asia/Shanghai'
   :tz_shift  SQLite: the zone's UTC offset as a date modifier, e.g. '+480 minutes'
-  :year      the report's year (for 党龄 bands)   :round_items  items of the analysed round
+  :year      the report's year (for 党龄 bands)   :max_rounds  rounds given an item analysis
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-# Members of the scope, rounds of the period, their answers ("scoped") and the answers that
-# count ("valid": on time, to items that are not retired). Answers are filtered by the two
-# id lists rather than joined row by row, so a branch's month reads only its own rows
-# through the (member_id, round_id) unique index, and totals are taken before any join.
+from bot.reports import tally
+
+# Members of the scope and rounds of the period; every query starts from these two id lists.
 _BASE = """scope_members AS (
     SELECT m.id AS member_id, m.org_id
     FROM member m JOIN organization o ON o.id = m.org_id
@@ -32,16 +31,45 @@ period_rounds AS (
     SELECT r.id AS round_id, r.opens_at
     FROM round r
     WHERE r.opens_at >= :start AND r.opens_at < :end{round_filter}
-),
-scoped AS (
-    SELECT a.member_id, a.round_id, a.item_id, a.choice, a.correct, a.late,
-           CASE WHEN a.item_id IN (SELECT id FROM bankitem WHERE status = 'retired') THEN 1 ELSE 0 END AS retired
+)"""
+
+# The answers that count ("valid": on time, to items that are not retired) of the scope's
+# members in the period's rounds, read from the answer table by the two id lists: a branch's
+# month reads only its own rows through the (member_id, round_id, item_id) unique index.
+# Only the per-item tables need answers one by one.
+_VALID = """valid AS (
+    SELECT a.member_id, a.round_id, a.item_id, a.choice, a.correct
     FROM answer a
     WHERE a.round_id IN (SELECT round_id FROM period_rounds)
       AND a.member_id IN (SELECT member_id FROM scope_members)
+      AND NOT a.late
+      AND a.item_id NOT IN (SELECT id FROM bankitem WHERE status = 'retired')
+)"""
+
+# Per member and round, from the answer tally (one row per member-round with a stored answer,
+# kept with every answer: bot/reports/tally.py, defined below). The tally counts on-time
+# answers whatever the item's status, so on-time answers to items retired since are looked
+# up (a few rows, by the (round_id, item_id) index) and taken off. answers / correct are then
+# the valid answers; a row with answers = 0 had only late or retired answers.
+_MEMBER_ROUNDS = """retired AS (
+    SELECT a.member_id, a.round_id, COUNT(*) AS answers,
+           SUM(CASE WHEN a.correct THEN 1 ELSE 0 END) AS correct
+    FROM answer a
+    WHERE a.round_id IN (SELECT round_id FROM period_rounds)
+      AND a.item_id IN (SELECT id FROM bankitem WHERE status = 'retired')
+      AND a.member_id IN (SELECT member_id FROM scope_members)
+      AND NOT a.late
+    GROUP BY a.member_id, a.round_id
 ),
-valid AS (
-    SELECT member_id, round_id, item_id, choice, correct FROM scoped WHERE NOT late AND retired = 0
+member_rounds AS (
+    SELECT t.member_id, t.round_id,
+           t.on_time - COALESCE(x.answers, 0) AS answers,
+           t.on_time_correct - COALESCE(x.correct, 0) AS correct,
+           t.late, COALESCE(x.answers, 0) AS retired
+    FROM answertally t
+    LEFT JOIN retired x ON x.member_id = t.member_id AND x.round_id = t.round_id
+    WHERE t.round_id IN (SELECT round_id FROM period_rounds)
+      AND t.member_id IN (SELECT member_id FROM scope_members)
 )"""
 
 # Deliveries (one per member and round) to members of the scope in the period's rounds.
@@ -54,14 +82,10 @@ _PUSHED = """pushed AS (
 
 _CORRECT = "SUM(CASE WHEN correct THEN 1 ELSE 0 END)"
 
-# Valid answers totalled per member and round, and per member.
-_MEMBER_ROUNDS = """member_rounds AS (
-    SELECT member_id, round_id, COUNT(*) AS answers, """ + _CORRECT + """ AS correct
-    FROM valid GROUP BY member_id, round_id
-)"""
+# Valid answers totalled per member (members with at least one).
 _SCORES = """scores AS (
-    SELECT member_id, COUNT(*) AS answers, """ + _CORRECT + """ AS correct
-    FROM valid GROUP BY member_id
+    SELECT member_id, SUM(answers) AS answers, SUM(correct) AS correct
+    FROM member_rounds WHERE answers > 0 GROUP BY member_id
 )"""
 
 # The scope's child organisations (each with its subtree) and the scope itself (its direct
@@ -101,22 +125,14 @@ SUMMARY = Query(
     "member-rounds with any answer (回收); responded = member-rounds with a valid answer (有效); "
     "people = distinct members with a valid answer; late and retired answers are counted apart "
     "and excluded from valid_answers.",
-    _with(_BASE, _PUSHED) + """, member_rounds AS (
-    SELECT member_id, round_id,
-           SUM(CASE WHEN NOT late AND retired = 0 THEN 1 ELSE 0 END) AS valid_answers,
-           SUM(CASE WHEN NOT late AND retired = 0 AND correct THEN 1 ELSE 0 END) AS correct,
-           SUM(CASE WHEN late THEN 1 ELSE 0 END) AS late,
-           SUM(CASE WHEN NOT late AND retired = 1 THEN 1 ELSE 0 END) AS retired
-    FROM scoped GROUP BY member_id, round_id
-)
-SELECT
+    _with(_BASE, _PUSHED, _MEMBER_ROUNDS) + """SELECT
     (SELECT COUNT(*) FROM member m JOIN organization o ON o.id = m.org_id
      WHERE o.path LIKE :scope AND m.active) AS members,
     (SELECT COUNT(*) FROM pushed) AS pushed,
     COUNT(*) AS returned,
-    COALESCE(SUM(CASE WHEN valid_answers > 0 THEN 1 ELSE 0 END), 0) AS responded,
-    COUNT(DISTINCT CASE WHEN valid_answers > 0 THEN member_id END) AS people,
-    COALESCE(SUM(valid_answers), 0) AS valid_answers,
+    COALESCE(SUM(CASE WHEN answers > 0 THEN 1 ELSE 0 END), 0) AS responded,
+    COUNT(DISTINCT CASE WHEN answers > 0 THEN member_id END) AS people,
+    COALESCE(SUM(answers), 0) AS valid_answers,
     COALESCE(SUM(correct), 0) AS correct_answers,
     COALESCE(SUM(late), 0) AS late_answers,
     COALESCE(SUM(retired), 0) AS retired_answers
@@ -126,7 +142,8 @@ FROM member_rounds""",
 ITEMS = Query(
     "items", "各题正确率",
     "One row per item answered. people = distinct members (the privacy floor applies to it).",
-    _with(_BASE) + """SELECT n.item_id, bi.stem, bi.type, bi.answer AS answer_key, n.answers, n.correct, n.people
+    _with(_BASE, _VALID)
+    + """SELECT n.item_id, bi.stem, bi.type, bi.answer AS answer_key, n.answers, n.correct, n.people
 FROM (
     SELECT item_id, COUNT(*) AS answers, """ + _CORRECT + """ AS correct,
            COUNT(DISTINCT member_id) AS people
@@ -140,7 +157,7 @@ OPTIONS = Query(
     "options", "各题选项分布（图表）",
     "One row per item and exact choice ('ACD' for a multiple-choice answer). The charts count "
     "a multiple-choice answer towards each letter it contains.",
-    _with(_BASE) + """SELECT item_id, choice, COUNT(*) AS answers
+    _with(_BASE, _VALID) + """SELECT item_id, choice, COUNT(*) AS answers
 FROM valid
 GROUP BY item_id, choice
 ORDER BY item_id, choice""",
@@ -149,7 +166,7 @@ ORDER BY item_id, choice""",
 TOPICS = Query(
     "topics", "各主题正确率",
     "One row per topic; an item with two topics counts in both.",
-    _with(_BASE) + """SELECT it.topic, COUNT(DISTINCT v.item_id) AS items, COUNT(*) AS answers,
+    _with(_BASE, _VALID) + """SELECT it.topic, COUNT(DISTINCT v.item_id) AS items, COUNT(*) AS answers,
        SUM(CASE WHEN v.correct THEN 1 ELSE 0 END) AS correct,
        COUNT(DISTINCT v.member_id) AS people
 FROM valid v JOIN itemtopic it ON it.item_id = v.item_id
@@ -172,7 +189,8 @@ pushed_by_week AS (
 answers_by_week AS (
     SELECT rw.week, COUNT(*) AS responded, SUM(mr.answers) AS answers, SUM(mr.correct) AS correct,
            COUNT(DISTINCT mr.member_id) AS people
-    FROM member_rounds mr JOIN round_weeks rw ON rw.round_id = mr.round_id GROUP BY rw.week
+    FROM member_rounds mr JOIN round_weeks rw ON rw.round_id = mr.round_id
+    WHERE mr.answers > 0 GROUP BY rw.week
 )
 SELECT p.week, p.rounds, p.pushed, COALESCE(a.responded, 0) AS responded,
        COALESCE(a.answers, 0) AS answers, COALESCE(a.correct, 0) AS correct,
@@ -194,7 +212,8 @@ UNITS = Query(
 unit_answers AS (
     SELECT mu.unit_id, COUNT(*) AS responded, SUM(mr.answers) AS answers, SUM(mr.correct) AS correct,
            COUNT(DISTINCT mr.member_id) AS people
-    FROM member_rounds mr JOIN member_unit mu ON mu.member_id = mr.member_id GROUP BY mu.unit_id
+    FROM member_rounds mr JOIN member_unit mu ON mu.member_id = mr.member_id
+    WHERE mr.answers > 0 GROUP BY mu.unit_id
 )
 SELECT u.unit_id, u.unit_name, COALESCE(p.pushed, 0) AS pushed,
        COALESCE(a.responded, 0) AS responded, COALESCE(a.answers, 0) AS answers,
@@ -211,7 +230,8 @@ MEMBER_SCORES = Query(
     "One row per member pushed in the period: their unit, 行政级别 ordinal, 入党年份 and valid "
     "answers. The per-member test across units and the correlations run on these vectors; no "
     "member row is ever shown.",
-    _with(_BASE, _PUSHED, _UNITS, _SCORES) + """SELECT p.member_id, mu.unit_id, m.rank_level, m.joined_party_year,
+    _with(_BASE, _PUSHED, _UNITS, _MEMBER_ROUNDS, _SCORES)
+    + """SELECT p.member_id, mu.unit_id, m.rank_level, m.joined_party_year,
        COALESCE(s.answers, 0) AS answers, COALESCE(s.correct, 0) AS correct
 FROM (SELECT member_id FROM scope_members WHERE member_id IN (SELECT member_id FROM pushed)) p
 JOIN member m ON m.id = p.member_id
@@ -228,7 +248,7 @@ BY_ATTRIBUTE = Query(
     "years, 2 = 5–9, 3 = 10–19, 4 = 20–29, 5 = 30 and more); 'tag': each cohort tag in "
     "member.tags (a member with two tags counts in both; members without tags are not in it). "
     "NULL = not recorded.",
-    _with(_BASE, _SCORES) + """, scored AS (
+    _with(_BASE, _MEMBER_ROUNDS, _SCORES) + """, scored AS (
     SELECT s.answers, s.correct, m.rank_level, m.position, m.tags,
            CASE WHEN m.joined_party_year IS NULL THEN NULL
                 WHEN :year - m.joined_party_year < 5 THEN 1
@@ -254,46 +274,77 @@ GROUP BY t.value
 ORDER BY 1, 2""",
 )
 
+# The rounds of the period that reached the scope (a delivery to one of its members).
+_REACHED = """reached AS (
+    SELECT pr.round_id, pr.opens_at FROM period_rounds pr
+    WHERE EXISTS (SELECT 1 FROM delivery d
+                  WHERE d.round_id = pr.round_id AND d.member_id IN (SELECT member_id FROM scope_members))
+)"""
+
 ROUNDS = Query(
     "rounds", "题目质量分析：轮次",
-    "One row per round of the period that reached the scope: current (not retired) items and "
-    "members pushed.",
-    _with(_BASE, _PUSHED) + """SELECT r.id AS round_id, r.title, r.opens_at,
+    "The latest :max_rounds rounds of the period that reached the scope (older ones are in older "
+    "reports), oldest first: current (not retired) items and members pushed.",
+    _with(_BASE, _REACHED) + """, analysed AS (
+    SELECT round_id FROM reached ORDER BY opens_at DESC, round_id DESC LIMIT :max_rounds
+)
+SELECT r.id AS round_id, r.title, r.opens_at,
        (SELECT COUNT(*) FROM rounditem ri JOIN bankitem bi ON bi.id = ri.item_id
         WHERE ri.round_id = r.id AND bi.status <> 'retired') AS items,
-       COUNT(*) AS pushed
-FROM pushed p JOIN round r ON r.id = p.round_id
-GROUP BY r.id, r.title, r.opens_at
+       (SELECT COUNT(*) FROM delivery d
+        WHERE d.round_id = r.id AND d.member_id IN (SELECT member_id FROM scope_members)) AS pushed
+FROM round r
+WHERE r.id IN (SELECT round_id FROM analysed)
 ORDER BY r.opens_at, r.id""",
 )
 
-ROUND_MATRIX = Query(
-    "round_matrix", "题目质量分析：作答矩阵（一轮）",
-    "First-attempt marks (1/0) of the members who answered every current item of one round "
-    "on time (Moodle's finished attempts). Always run with the single-round filter.",
-    _with(_BASE) + """, complete AS (
-    SELECT member_id FROM valid GROUP BY member_id HAVING COUNT(*) = :round_items
+ROUND_MARKS = Query(
+    "round_marks", "题目质量分析：作答矩阵（按题汇总）",
+    "The item analysis' input for the rounds of `rounds`, summed so that no member row leaves "
+    "the database: per round, item, first-attempt mark (1/0) and the member's total mark in the "
+    "round, how many members. Only members who answered every current item of the round on "
+    "time count (Moodle's finished attempts). Every item-analysis figure (facility, SD, "
+    "discrimination, efficiency, Cronbach's α) is a function of these counts: an item's marks "
+    "and rest-of-test scores are the pairs (mark, total − mark), each repeated members times.",
+    _with(_BASE, _REACHED, _MEMBER_ROUNDS) + """, analysed AS (
+    SELECT round_id FROM reached ORDER BY opens_at DESC, round_id DESC LIMIT :max_rounds
+),
+round_size AS (
+    SELECT ri.round_id, COUNT(*) AS items
+    FROM rounditem ri JOIN bankitem bi ON bi.id = ri.item_id
+    WHERE ri.round_id IN (SELECT round_id FROM analysed) AND bi.status <> 'retired'
+    GROUP BY ri.round_id
+),
+complete AS (
+    SELECT mr.member_id, mr.round_id, mr.correct AS total
+    FROM member_rounds mr JOIN round_size rs ON rs.round_id = mr.round_id
+    WHERE mr.answers = rs.items
 )
-SELECT v.member_id, v.item_id, CASE WHEN v.correct THEN 1 ELSE 0 END AS mark
-FROM valid v JOIN complete c ON c.member_id = v.member_id
-ORDER BY v.member_id, v.item_id""",
+SELECT a.round_id, a.item_id, CASE WHEN a.correct THEN 1 ELSE 0 END AS mark, c.total, COUNT(*) AS members
+FROM answer a JOIN complete c ON c.member_id = a.member_id AND c.round_id = a.round_id
+WHERE a.round_id IN (SELECT round_id FROM analysed)
+  AND NOT a.late
+  AND a.item_id NOT IN (SELECT id FROM bankitem WHERE status = 'retired')
+GROUP BY a.round_id, a.item_id, CASE WHEN a.correct THEN 1 ELSE 0 END, c.total
+ORDER BY a.round_id, a.item_id, mark, c.total""",
 )
 
 NONRESPONDERS = Query(
     "nonresponders", "未作答名单（仅在组织开启后）",
     "Members pushed in the period and the rounds they left without a valid answer. Run only "
     "when the organisation (or an ancestor) has named_nonresponders switched on.",
-    _with(_BASE, _PUSHED) + """SELECT m.id AS member_id, m.name, o.name AS org_name, COUNT(*) AS missed
+    _with(_BASE, _PUSHED, _MEMBER_ROUNDS) + """SELECT m.id AS member_id, m.name, o.name AS org_name, COUNT(*) AS missed
 FROM pushed p
 JOIN member m ON m.id = p.member_id
 JOIN organization o ON o.id = m.org_id
-WHERE NOT EXISTS (SELECT 1 FROM valid v WHERE v.member_id = p.member_id AND v.round_id = p.round_id)
+WHERE NOT EXISTS (SELECT 1 FROM member_rounds mr
+                  WHERE mr.member_id = p.member_id AND mr.round_id = p.round_id AND mr.answers > 0)
 GROUP BY m.id, m.name, o.name
 ORDER BY o.name, m.name""",
 )
 
 ALL: tuple[Query, ...] = (SUMMARY, ITEMS, OPTIONS, TOPICS, WEEKS, UNITS, MEMBER_SCORES, BY_ATTRIBUTE, ROUNDS,
-                          ROUND_MATRIX, NONRESPONDERS)
+                          ROUND_MARKS, NONRESPONDERS)
 
 _WEEK = {
     # Monday of the local week: SQLite has no named zones, so a fixed offset is bound.
@@ -336,7 +387,7 @@ def markdown() -> str:
         "| `:scope_id` | id of the scope organisation (unit breakdowns) |",
         "| `:tz` / `:tz_shift` | PostgreSQL zone name / SQLite offset such as `+480 minutes` |",
         "| `:year` | the year of the period's end, for 党龄 bands |",
-        "| `:round_items` | current items of the analysed round |",
+        "| `:max_rounds` | how many of the period's latest rounds get an item analysis (12) |",
         "",
         "Definitions used by every query: an answer is *valid* when it was given before the round's",
         "deadline (`NOT late`) and its item is not retired; each (member, round, item) has one",
@@ -346,7 +397,29 @@ def markdown() -> str:
         "one row of a breakdown that partitions the members is withheld, the next smallest is withheld",
         "too, so that it cannot be recovered by subtraction from the total — unless the withheld row",
         "holds no answers (then only the fact that its few members did not answer could be recovered).",
-        "Per-member rows (`member_scores`, `round_matrix`) feed the statistics and are never shown.",
+        "Per-member rows (`member_scores`) feed the statistics and are never shown.",
+        "",
+        "## The answer tally (`answertally`)",
+        "",
+        "Member-level figures (response, totals, units, attributes, member scores) are read from a",
+        "small table with one row per member and round that has a stored answer, instead of from",
+        "every answer. It is, at every commit, exactly this aggregate of the answers:",
+        "",
+        "```sql",
+        tally.RECOUNT_SELECT + "\nGROUP BY member_id, round_id",
+        "```",
+        "",
+        "The answer path adds each newly stored answer to its row in the same transaction",
+        "(`bot.reports.tally.count_answer`; a replayed answer stores nothing and counts nothing);",
+        "bulk loaders recount the rounds they wrote (`recount`); migration `0005_answer_tally`",
+        "backfilled it. It does not depend on an item's status, so retiring an item later changes no",
+        "stored row: the queries below subtract the on-time answers to retired items (CTE `retired`,",
+        "read from the answers by the `(round_id, item_id)` index). To check it against the answers",
+        "(no row means it is right):",
+        "",
+        "```sql",
+        tally.MISMATCHES,
+        "```",
         "",
     ]
     for q in ALL:

@@ -11,7 +11,6 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-import numpy as np
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -21,7 +20,7 @@ from bot.reports.analysis import (
     chi_square,
     correlation,
     group_size,
-    item_analysis,
+    item_analysis_from_counts,
     kruskal,
     wilson,
     withheld_keys,
@@ -38,7 +37,7 @@ from bot.reports.model import (
     UnitRow,
     WeekRow,
 )
-from bot.reports.period import Period, previous_period, round_period
+from bot.reports.period import Period, previous_period
 from bot.reports.stats import Scope, as_date, item_stats, latest_round_period, run, summary_row
 from bot.reports.wording import fmt_p, r3
 from bot.storage.models import BankItem, Organization, Round, RoundItem
@@ -75,7 +74,7 @@ async def full_report(
     )
     if withheld:
         return FullReport(items=[], ci=None, **base)  # type: ignore[arg-type]
-    scores = await run(session, queries.MEMBER_SCORES, scope)
+    scores = await _member_scores(session, scope)
     units = await _units(session, scope, min_group, scores) if await _has_children(session, org) else None
     return FullReport(
         items=await item_stats(session, scope, min_group=min_group),
@@ -137,6 +136,13 @@ async def _weeks(session: AsyncSession, scope: Scope, min_group: int) -> list[We
             for week, rounds, pushed, responded, answers, correct, people, _pushed_people in rows]
 
 
+async def _member_scores(session: AsyncSession, scope: Scope) -> list[tuple[int, int | None, int | None,
+                                                                        int | None, int, int]]:
+    # Sums come back as Decimal on PostgreSQL (SUM of bigint is numeric): plain ints for scipy.
+    return [(int(m), u, rank, joined, int(answers), int(correct))
+            for m, u, rank, joined, answers, correct in await run(session, queries.MEMBER_SCORES, scope)]
+
+
 async def _has_children(session: AsyncSession, org: Organization) -> bool:
     return (await session.exec(select(Organization.id).where(Organization.parent_id == org.id).limit(1))).first() \
         is not None
@@ -145,7 +151,7 @@ async def _has_children(session: AsyncSession, org: Organization) -> bool:
 async def _units(session: AsyncSession, scope: Scope, min_group: int, scores: list | None = None) -> UnitComparison:
     rows = await run(session, queries.UNITS, scope)
     if scores is None:
-        scores = await run(session, queries.MEMBER_SCORES, scope)
+        scores = await _member_scores(session, scope)
     hidden = withheld_keys({r[0]: group_size(int(r[6]), int(r[7])) for r in rows}, min_group, partition=True,
                            answered={r[0]: int(r[4]) for r in rows})
     units = []
@@ -268,28 +274,32 @@ def _correlation_table(x: str, y: str, n_x: int, n_y: int, pairs: list[tuple[flo
 
 
 async def _rounds(session: AsyncSession, scope: Scope, min_group: int) -> list[RoundAnalysis]:
-    rows = (await run(session, queries.ROUNDS, scope))[-MAX_ROUNDS_ANALYSED:]
+    rows = await run(session, queries.ROUNDS, scope, max_rounds=MAX_ROUNDS_ANALYSED)
+    if not rows:
+        return []
+    cells: dict[int, dict[str, list[tuple[int, int, int]]]] = defaultdict(lambda: defaultdict(list))
+    for round_id, item_id, mark, total, members in await run(session, queries.ROUND_MARKS, scope,
+                                                             max_rounds=MAX_ROUNDS_ANALYSED):
+        cells[int(round_id)][item_id].append((int(mark), int(total), int(members)))
+    order: dict[int, list[tuple[str, str]]] = defaultdict(list)
+    for round_id, item_id, stem in (await session.exec(
+            select(RoundItem.round_id, RoundItem.item_id, BankItem.stem)
+            .join(BankItem, col(BankItem.id) == col(RoundItem.item_id))
+            .where(col(RoundItem.round_id).in_([int(r[0]) for r in rows]))
+            .order_by(col(RoundItem.round_id), col(RoundItem.position)))).all():
+        order[round_id].append((item_id, stem))
     out = []
-    for round_id, title, opens_at, n_items, pushed in rows:
-        one = Scope(scope.org, round_period(int(round_id)), scope.tz)
-        marks = await run(session, queries.ROUND_MATRIX, one, round_items=int(n_items))
-        order = (await session.exec(
-            select(RoundItem.item_id, BankItem.stem).join(BankItem, col(BankItem.id) == col(RoundItem.item_id))
-            .where(RoundItem.round_id == round_id).order_by(col(RoundItem.position)))).all()
-        stems = {i: s for i, s in order}
-        item_ids = [i for i, _ in order if any(m[1] == i for m in marks)]
-        members = sorted({m[0] for m in marks})
+    for round_id, title, opens_at, _n_items, pushed in rows:
+        mine = cells.get(int(round_id), {})
+        stems = dict(order[round_id])
+        item_ids = [i for i, _ in order[round_id] if i in mine]
+        respondents = sum(c[2] for c in mine[item_ids[0]]) if item_ids else 0
         label = title or f"第{round_id}轮"
-        if len(members) < max(min_group, 2):
+        if respondents < max(min_group, 2):
             out.append(RoundAnalysis(int(round_id), label, opens_at, int(pushed), stems, None,
                                      note=f"全部题目均按时作答的人数少于{max(min_group, 2)}人，不作题目分析。"))
             continue
-        col_of = {i: j for j, i in enumerate(item_ids)}
-        row_of = {m: k for k, m in enumerate(members)}
-        matrix = np.zeros((len(members), len(item_ids)))
-        for member_id, item_id, mark in marks:
-            matrix[row_of[member_id], col_of[item_id]] = mark
-        result = item_analysis(item_ids, matrix)
+        result = item_analysis_from_counts(item_ids, mine)
         note = "" if len(item_ids) >= 3 else "题目少于3道，α系数不计算。"
         if len(item_ids) < 3:
             result = replace(result, alpha=None)
