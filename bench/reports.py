@@ -14,17 +14,25 @@ Targets: branch <= 100 ms, subtree <= 500 ms, ratio to the bare scan <= 1.5.
 
     .venv/bin/python -m bench.reports                        # issue sizes, SQLite and PostgreSQL
     .venv/bin/python -m bench.reports --quick --backend sqlite
+    .venv/bin/python -m bench.reports --keep /tmp/qf-reports   # seed once, reuse on later runs
+
+Besides wall time, each case reports the CPU time it used: this process (on SQLite the
+database engine runs in it) plus, on PostgreSQL, the server backend that ran the session's
+queries (read from /proc). On a machine shared with other work, CPU time and the ratio to the
+bare scan (measured in the same minutes) are steadier than wall time.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import statistics
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,7 +41,7 @@ from sqlalchemy import event, text
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bench.common import database, machine, table
+from bench.common import PG_ADMIN, database, machine, table
 from bench.world import backend_arg, backends, measured, profiled, settings_for
 from bot.app import App, start_app
 from bot.dev.seed import seed
@@ -41,6 +49,7 @@ from bot.reports import queries
 from bot.reports.period import parse_period, round_period
 from bot.reports.report import _rounds, full_report
 from bot.reports.stats import Scope, latest_round_period
+from bot.storage.db import make_engine
 from bot.storage.models import Organization
 
 BARE_SCAN = "SELECT item_id, count(*), sum(CAST(correct AS INTEGER)) FROM answer GROUP BY item_id"
@@ -91,29 +100,71 @@ class QueryTimer:
         return ", ".join(f"{name} {1000 * t:.0f} ms" for name, t in ranked)
 
 
-async def median_async(app: App, fn: Callable[[AsyncSession], Awaitable[Any]], repeat: int) -> float:
-    """Median seconds of `fn` over `repeat` runs after one warm-up, a fresh session each. A case
-    whose warm-up took over 5 s is timed once more only: that says how slow it is."""
-    times = []
+def _backend_cpu(pid: int | None) -> float:
+    """CPU seconds used so far by a local PostgreSQL backend (0 when it cannot be read)."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def median_async(app: App, fn: Callable[[AsyncSession], Awaitable[Any]],
+                       repeat: int) -> tuple[float, float]:
+    """Median wall and CPU seconds of `fn` over `repeat` runs after one warm-up, a fresh session
+    each. A case whose warm-up took over 5 s is timed once more only: that says how slow it is."""
+    times, cpus = [], []
     for i in range(repeat + 1):
         async with app.db.session() as session:
-            t = time.perf_counter()
+            pid = None
+            if app.db.dialect == "postgresql":
+                pid = (await session.exec(text("SELECT pg_backend_pid()"))).one()[0]  # type: ignore[call-overload]
+            t, c, b = time.perf_counter(), time.process_time(), _backend_cpu(pid)
             await fn(session)
             times.append(time.perf_counter() - t)
+            cpus.append(time.process_time() - c + _backend_cpu(pid) - b)
         if i == 0 and times[0] > 5:
             repeat = 1
-    return statistics.median(times[1:])
+    return statistics.median(times[1:]), statistics.median(cpus[1:])
+
+
+@asynccontextmanager
+async def kept_database(kind: str, keep: Path) -> AsyncIterator[str]:
+    """A database that outlives the run (`--keep`): a SQLite file in `keep`, or a PostgreSQL
+    database named after the directory; seeded on the first run, reused afterwards."""
+    keep.mkdir(parents=True, exist_ok=True)
+    if kind == "sqlite":
+        yield f"sqlite:///{keep / 'reports.db'}"
+        return
+    name = "qf_bench_keep_" + re.sub(r"[^a-z0-9]", "_", keep.name.lower())[:30]
+    engine = make_engine(PG_ADMIN.replace("postgresql://", "postgresql+asyncpg://", 1))
+    try:
+        async with engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            exists = (await conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name})).first()
+            if not exists:
+                await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        await engine.dispose()
+    yield PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
 
 
 async def one_backend(kind: str, url: str, args: argparse.Namespace) -> tuple[list[list[object]], str]:
     settings = settings_for(url)
     app = await start_app(settings)
     try:
-        with measured() as span:
-            report = await seed(app.db, members=args.members, answers=args.answers, branches=args.branches,
-                                rounds=args.rounds)
-        seeded = (f"{kind}: seeded {report.members} members, {report.orgs} organisations, {report.rounds} rounds, "
-                  f"{report.answers} answers in {span.wall:.0f} s")
+        async with app.db.session() as session:
+            already = (await session.exec(text("SELECT count(*) FROM answer"))).one()[0]  # type: ignore[call-overload]
+        if already:
+            seeded = f"{kind}: reused a database seeded earlier ({already} answers)"
+        else:
+            with measured() as span:
+                report = await seed(app.db, members=args.members, answers=args.answers, branches=args.branches,
+                                    rounds=args.rounds)
+            seeded = (f"{kind}: seeded {report.members} members, {report.orgs} organisations, {report.rounds} "
+                      f"rounds, {report.answers} answers in {span.wall:.0f} s")
         print(seeded, flush=True)
         tz, now, min_group = settings.tz, datetime.now(UTC), settings.report_min_group
         everything = parse_period("全部", now=now, tz=tz)
@@ -142,21 +193,24 @@ async def one_backend(kind: str, url: str, args: argparse.Namespace) -> tuple[li
             ("analysis", "item analysis, one round, whole tree", lambda s: _rounds(s, analysis_scope, min_group)),
         ]
         rows: list[list[object]] = []
-        base = 0.0
+        base = base_cpu = 0.0
         for group, label, fn in cases:
+            if args.only and group != "baseline" and not any(w in label for w in args.only):
+                continue
             if args.profile is not None and group != "baseline":
                 with profiled(args.profile.with_name(f"{args.profile.stem}-{kind}-{len(rows)}.prof")):
                     await median_async(app, fn, 1)
-            t = await median_async(app, fn, args.repeat)
-            base = base or t
+            t, cpu = await median_async(app, fn, args.repeat)
+            base, base_cpu = base or t, base_cpu or cpu
             target = TARGETS.get(group)
             verdict = "–" if target is None else ("met" if t <= target else "NOT met")
             ratio = t / base
             ratio_text = f"{ratio:.1f}" + ("" if group == "baseline" else (" (met)" if ratio <= TARGET_RATIO
                                                                             else " (NOT met)"))
-            rows.append([kind, label, f"{1000 * t:.0f}", f"≤ {1000 * target:.0f} ms: {verdict}" if target else "–",
-                         ratio_text])
-            print(f"  {label}: {1000 * t:.0f} ms", flush=True)
+            rows.append([kind, label, f"{1000 * t:.0f}", f"{1000 * cpu:.0f}",
+                         f"≤ {1000 * target:.0f} ms: {verdict}" if target else "–", ratio_text,
+                         f"{cpu / base_cpu:.1f}" if base_cpu else "–"])
+            print(f"  {label}: {1000 * t:.0f} ms (CPU {1000 * cpu:.0f} ms)", flush=True)
             if args.by_query and group != "baseline":
                 with QueryTimer(app.db.engine.sync_engine, app.db.dialect) as timer:
                     async with app.db.session() as session:
@@ -172,13 +226,18 @@ async def main_async(args: argparse.Namespace) -> None:
     notes = []
     with tempfile.TemporaryDirectory() as tmp:
         for kind in backends(args.backend):
-            with database(kind, Path(tmp)) as url:
-                r, note = await one_backend(kind, url, args)
-                rows += r
-                notes.append(note)
-    print(f"\nmachine: {machine()}")
+            if args.keep is not None:
+                async with kept_database(kind, args.keep) as url:
+                    r, note = await one_backend(kind, url, args)
+            else:
+                with database(kind, Path(tmp)) as url:
+                    r, note = await one_backend(kind, url, args)
+            rows += r
+            notes.append(note)
+    print(f"\nmachine: {machine()}; load average {os.getloadavg()[0]:.2f}")
     print("\n".join(notes) + "\n")
-    print(table(["db", "what", "median ms", "target", f"ratio to bare scan (≤ {TARGET_RATIO})"], rows))
+    print(table(["db", "what", "median ms", "CPU ms", "target", f"ratio to bare scan (≤ {TARGET_RATIO})",
+                 "CPU ratio"], rows))
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -191,6 +250,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="1,000 members in 30 branches, 100,000 answers")
     p.add_argument("--by-query", action="store_true", help="time each report query once per case")
     p.add_argument("--profile", type=Path, help="cProfile one run of each case into <stem>-<db>-<n>.prof")
+    p.add_argument("--keep", type=Path, help="seed a database kept in this directory once and reuse it later")
+    p.add_argument("--only", action="append", help="run only the cases whose label contains this (repeatable)")
     backend_arg(p)
     args = p.parse_args(argv)
     if args.quick:
