@@ -19,6 +19,7 @@ from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
 from wechatpy.utils import check_signature
 
 MAX_BODY = 64 * 1024  # WeChat callbacks are a few hundred bytes; refuse anything huge
+MAX_USER_ID = 64  # openids are 28 characters, WeCom userids at most 64 bytes
 
 
 class Rejected(Exception):
@@ -141,4 +142,7 @@ def parse_xml(xml: str) -> dict[str, str]:
     if not isinstance(data, dict) or not isinstance(data.get("MsgType"), str):
         raise Rejected(400, "not a message")
     # Only plain text fields: a nested element where text belongs is treated as empty.
-    return {k: v if isinstance(v, str) else "" for k, v in data.items()}
+    flat = {k: v if isinstance(v, str) else "" for k, v in data.items()}
+    if len(flat.get("FromUserName", "")) > MAX_USER_ID:
+        raise Rejected(400, "implausible sender id")  # it would not fit the identity and throttle keys
+    return flat
