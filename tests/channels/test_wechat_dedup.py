@@ -49,6 +49,7 @@ class Channel:
     tree: OrgTree
     member: str  # the member's openid / userid
     say: Callable[[str, int], Awaitable[str | None]]  # (text, MsgId) → the passive reply's text
+    sent: Callable[[], list[str]]  # texts sent to the member as messages (customer-service / app)
 
     def key(self, msg_id: int) -> str:
         return message_key(msg_id=msg_id, sender=self.member, create_time="")
@@ -88,7 +89,7 @@ async def open_channel(platform: str, database_url: str, clock: Any, *, budget: 
             member = tree.senders[tree.members[tree.branches[0].id][0].id].external_id
             await open_test_round(wx.app, tree.root, ITEMS)
             yield Channel("wechat", wx.app, wx.component.inbound.flow, wx.component.ledger, tree, member,
-                          say_wechat)
+                          say_wechat, lambda: wx.fake.kf_texts(member))
     else:
         async with wecom_harness(database_url, clock, budget=budget) as wc:
             tree = await build_org(wc.app, per_branch=1, branches=1, platform="wecom")
@@ -100,7 +101,8 @@ async def open_channel(platform: str, database_url: str, clock: Any, *, budget: 
 
             member = tree.senders[tree.members[tree.branches[0].id][0].id].external_id
             await open_test_round(wc.app, tree.root, ITEMS)
-            yield Channel("wecom", wc.app, wc.component.inbound.flow, wc.component.ledger, tree, member, say_wecom)
+            yield Channel("wecom", wc.app, wc.component.inbound.flow, wc.component.ledger, tree, member, say_wecom,
+                          lambda: wc.fake.texts(member))
 
 
 @pytest.fixture(params=["wechat", "wecom"])
@@ -204,6 +206,24 @@ async def test_a_handler_error_gets_a_polite_reply_and_the_retry_processes_the_m
     assert reply is not None and "回答正确！您的答案：C" in reply
     assert (await ch.row(8_100_007)).attempt == 2
     assert await ch.answers() == [("t-single-001", "C")]
+
+
+async def test_a_handler_error_racing_the_budget_tells_the_member_once(database_url, clock):
+    """With no budget the callback is answered "success" unless the failure lands first:
+    either way the member gets the polite text exactly once, in the reply or as an app
+    message. (WeCom: sending needs no table of ours; 公众号's 48-hour check reads the one
+    that is gone.)"""
+    async with open_channel("wecom", database_url, clock, budget=0) as ch:
+        async with identities_unavailable(ch.app):
+            passive = await ch.say("C", 8_100_008)
+            await ch.flow.drain()
+        assert ([passive] if passive else []) + ch.sent() == [FAILED_TEXT]
+        assert (await ch.row(8_100_008)).status == "failed"
+        told = len(ch.sent())
+        passive = await ch.say("C", 8_100_008)  # processed again
+        await ch.flow.drain()
+        assert "回答正确！您的答案：C" in (passive or ch.sent()[told])
+        assert await ch.answers() == [("t-single-001", "C")]
 
 
 async def test_take_over_is_a_compare_and_set_across_processes(database_url, clock):
