@@ -6,12 +6,21 @@ The same fixtures run twice: on the analysis functions directly, and through the
 
 from __future__ import annotations
 
+from collections import Counter
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
 
-from bot.reports.analysis import chi_square, correlation, item_analysis, kruskal, wilson, withheld_keys
+from bot.reports.analysis import (
+    chi_square,
+    correlation,
+    item_analysis,
+    item_analysis_from_counts,
+    kruskal,
+    wilson,
+    withheld_keys,
+)
 from bot.reports.period import round_period
 from bot.reports.report import full_report
 from tests.reports import builders as b
@@ -67,6 +76,18 @@ def _check(stats) -> None:  # type: ignore[no-untyped-def]
 
 def test_item_analysis_matches_hand_worked_values():
     _check(item_analysis(ITEMS, np.array(MATRIX)))
+
+
+def test_item_analysis_from_mark_and_total_counts_matches_too():
+    """The shape the round_marks query returns: per item, (mark, member's total, members) cells."""
+    totals = [sum(row) for row in MATRIX]
+    counts = {item: [(mark, total, n) for (mark, total), n in
+                     sorted(Counter((row[j], t) for row, t in zip(MATRIX, totals, strict=True)).items())]
+              for j, item in enumerate(ITEMS)}
+    assert counts["t-single-001"] == [(0, 2, 1), (1, 2, 1), (1, 3, 2), (1, 4, 3), (1, 5, 1)]
+    _check(item_analysis_from_counts(ITEMS, counts))
+    with pytest.raises(ValueError):  # cells of different respondents cannot be one round
+        item_analysis_from_counts(ITEMS[:2], {ITEMS[0]: [(1, 2, 3)], ITEMS[1]: [(1, 2, 4)]})
 
 
 async def test_item_analysis_through_the_database(app):
