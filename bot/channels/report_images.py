@@ -2,9 +2,9 @@
 
 A /report reply and the weekly digest are the same `BranchSummary` / `FullReport`; each channel
 sends its text and then these images (Telegram as photos, 公众号 and WeCom as uploaded image
-messages). Drawing is matplotlib work, so it runs in a worker thread and never on the event
-loop; a chart that fails is logged (its caption, never report data) and left out — the text is
-never held back by a chart.
+messages). Drawing is matplotlib work, so it runs in a worker thread (one, of its own) and
+never on the event loop; a chart that fails is logged (its caption, never report data) and
+left out — the text is never held back by a chart.
 
 Rendering is remembered per report object for a few minutes, so a secretary bound on two
 channels gets both copies from one drawing. `ChartJobs` serves the WeChat/WeCom callbacks,
@@ -16,6 +16,7 @@ the 48-hour window, sent as a template message, cannot carry any).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import time
 import traceback
@@ -77,6 +78,11 @@ def _draw(summary: BranchSummary) -> list[tuple[str, bytes]]:
     return drawn
 
 
+# One drawing thread of its own: charts are drawn one at a time anyway (matplotlib settings are
+# process-global, see charts._render_lock), and a digest to many secretaries must not fill the
+# default executor, which asyncio also uses for DNS look-ups, with threads waiting on that lock.
+_drawer = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="charts")
+
 _cache: dict[int, tuple[weakref.ref[BranchSummary], float, list[tuple[str, bytes]]]] = {}
 
 
@@ -88,7 +94,7 @@ async def _charts_of(summary: BranchSummary) -> list[tuple[str, bytes]]:
     hit = _cache.get(id(summary))
     if hit is not None and hit[0]() is summary:
         return hit[2]
-    drawn = await asyncio.to_thread(_draw, summary)
+    drawn = await asyncio.get_running_loop().run_in_executor(_drawer, _draw, summary)
     _cache[id(summary)] = (weakref.ref(summary), now, drawn)
     return drawn
 
