@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from starlette.applications import Starlette
@@ -26,7 +25,7 @@ from starlette.routing import BaseRoute, Route
 
 from bot import metrics
 from bot.storage.db import Database
-from bot.storage.migrate import alembic_config
+from bot.storage.migrate import script_heads
 
 log = logging.getLogger(__name__)
 DB_TIMEOUT = 3.0  # seconds; a probe must answer well within the orchestrator's timeout
@@ -59,7 +58,7 @@ class Readiness:
 @lru_cache(maxsize=1)
 def expected_heads() -> frozenset[str]:
     """The newest migration of each branch, from the scripts shipped with this code."""
-    return frozenset(ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads())
+    return script_heads()  # read without importing Alembic (start-up time)
 
 
 async def database_state(db: Database) -> dict[str, Any]:
