@@ -1,15 +1,22 @@
-"""Mirror the validated YAML bank into the database (items shown and graded come from there)."""
+"""Mirror the validated YAML bank into the database (items shown and graded come from there).
+
+Every start syncs; a fingerprint of the rows last written (kept in `KeyValue`) lets a start
+whose bank has not changed skip the writes (a thousand items take a few hundred ms).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import delete
 from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.storage.bulk import insert_ignore, upsert
-from bot.storage.models import BankItem, CaseStudy, ItemStatus, ItemTopic, utcnow
+from bot.storage.models import BankItem, CaseStudy, ItemStatus, ItemTopic, KeyValue, utcnow
 from question_bank import Bank
 
 
@@ -18,6 +25,18 @@ class SyncReport:
     items: int
     cases: int
     retired: int
+    unchanged: bool = False  # the database already held exactly this bank: nothing written
+
+
+FINGERPRINT_KEY = "bank:sync_fingerprint"
+SYNC_VERSION = 1  # bump when what a sync writes changes, so the next start writes again
+
+
+def fingerprint(item_rows: list[dict[str, Any]], case_rows: list[dict[str, Any]]) -> str:
+    """What a sync writes (timestamps aside), hashed."""
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "synced_at"} for r in rows]  # noqa: E731
+    blob = json.dumps([SYNC_VERSION, strip(item_rows), strip(case_rows)], ensure_ascii=False, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 async def sync_bank(session: AsyncSession, bank: Bank) -> SyncReport:
@@ -37,6 +56,23 @@ async def sync_bank(session: AsyncSession, bank: Bank) -> SyncReport:
         }
         for item in bank.items.values()
     ]
+    case_rows = [
+        {
+            "id": case.id,
+            "content_hash": case.content_hash(),
+            "title": case.title,
+            "category": case.category,
+            "topics": list(case.topics),
+            "status": case.status.value,
+            "content": case.model_dump(mode="json"),
+            "synced_at": now,
+        }
+        for case in bank.cases.values()
+    ]
+    digest = fingerprint(item_rows, case_rows)
+    stored = await session.get(KeyValue, FINGERPRINT_KEY)
+    if stored is not None and stored.value.get("sha256") == digest:
+        return SyncReport(items=len(item_rows), cases=len(case_rows), retired=0, unchanged=True)
     await upsert(session, BankItem, item_rows, keys=["id"])
     if bank.items:
         await session.exec(delete(ItemTopic).where(col(ItemTopic.item_id).in_(list(bank.items))))  # type: ignore[call-overload]
@@ -52,19 +88,8 @@ async def sync_bank(session: AsyncSession, bank: Bank) -> SyncReport:
     if gone:
         await session.exec(update(BankItem).where(col(BankItem.id).in_(gone))  # type: ignore[call-overload]
                            .values(status=ItemStatus.retired))
-    case_rows = [
-        {
-            "id": case.id,
-            "content_hash": case.content_hash(),
-            "title": case.title,
-            "category": case.category,
-            "topics": list(case.topics),
-            "status": case.status.value,
-            "content": case.model_dump(mode="json"),
-            "synced_at": now,
-        }
-        for case in bank.cases.values()
-    ]
     await upsert(session, CaseStudy, case_rows, keys=["id"])
+    await upsert(session, KeyValue, [{"key": FINGERPRINT_KEY, "value": {"sha256": digest}, "expires_at": None,
+                                      "updated_at": now}], keys=["key"])
     await session.commit()
     return SyncReport(items=len(item_rows), cases=len(case_rows), retired=len(gone))

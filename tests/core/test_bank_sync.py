@@ -1,0 +1,68 @@
+"""Bank sync: an unchanged bank writes nothing; any change is written, gone items retired."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from sqlalchemy import delete
+from sqlmodel import col, select
+
+from bot.core.bank_sync import FINGERPRINT_KEY, sync_bank
+from bot.storage.models import BankItem, ItemStatus, KeyValue
+from question_bank import load_bank
+from tests.conftest import TEST_BANK
+
+
+async def items(app) -> dict[str, BankItem]:  # type: ignore[no-untyped-def]
+    async with app.db.session() as session:
+        return {i.id: i for i in (await session.exec(select(BankItem))).all()}
+
+
+async def sync(app, bank):  # type: ignore[no-untyped-def]
+    async with app.db.session() as session:
+        return await sync_bank(session, bank)
+
+
+def edited_bank(tmp_path: Path, old: str, new: str) -> Path:
+    root = tmp_path / "bank"
+    shutil.copytree(TEST_BANK, root)
+    sample = root / "items" / "sample.yaml"
+    text = sample.read_text("utf-8")
+    assert old in text
+    sample.write_text(text.replace(old, new, 1), "utf-8")
+    return root
+
+
+async def test_unchanged_bank_is_not_rewritten(app):
+    before = await items(app)
+    assert before and all(i.status != ItemStatus.retired for i in before.values())
+    report = await sync(app, app.bank)
+    assert report.unchanged and report.items == len(app.bank.items) and report.retired == 0
+    after = await items(app)
+    assert {i: r.synced_at for i, r in after.items()} == {i: r.synced_at for i, r in before.items()}
+
+
+async def test_changed_bank_is_written_and_removed_items_retired(app, tmp_path):
+    first = next(iter(app.bank.items.values()))
+    edited = load_bank(edited_bank(tmp_path, first.stem, first.stem + "（改）"))
+    report = await sync(app, edited)
+    assert not report.unchanged and report.retired == 0
+    assert (await items(app))[first.id].stem == first.stem + "（改）"
+    assert (await sync(app, edited)).unchanged
+
+    smaller = load_bank(edited_bank(tmp_path / "2", f"id: {first.id}\n", "id: t-new-001\n"))
+    report = await sync(app, smaller)
+    assert not report.unchanged and report.retired == 1
+    rows = await items(app)
+    assert rows[first.id].status == ItemStatus.retired and "t-new-001" in rows
+    assert (await sync(app, smaller)).unchanged
+
+
+async def test_lost_fingerprint_means_a_full_sync(app):
+    async with app.db.session() as session:
+        await session.exec(delete(KeyValue).where(col(KeyValue.key) == FINGERPRINT_KEY))  # type: ignore[call-overload]
+        await session.commit()
+    report = await sync(app, app.bank)
+    assert not report.unchanged
+    assert (await sync(app, app.bank)).unchanged
