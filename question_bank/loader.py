@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pydantic
 import yaml
 from pydantic import ValidationError
 
@@ -53,6 +55,9 @@ class Bank:
     vocabulary: Vocabulary
     # Where each entry came from, for error messages of later checks.
     origins: dict[str, tuple[str, int]] = field(default_factory=dict)
+    # sha256 of the files read and of the code that read them ("" for a bank built by hand):
+    # the same fingerprint means the same items, so a start can skip re-syncing them.
+    fingerprint: str = ""
 
     def approved_items(self, *, include_drafts: bool = False) -> list[Item]:
         wanted = {Status.approved, Status.draft} if include_drafts else {Status.approved}
@@ -170,6 +175,21 @@ def _yaml_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
 
 
+_CODE = [Path(__file__), Path(__file__).with_name("schema.py")]
+
+
+def fingerprint(files: Iterable[Path], root: Path) -> str:
+    """sha256 over the files' names and bytes, this loader's and the schema's source, and the
+    versions of the libraries that parse and validate them."""
+    h = hashlib.sha256(f"pydantic {pydantic.VERSION}; pyyaml {yaml.__version__}".encode())
+    named = [(p.name, p) for p in _CODE] + [(_display(p, root), p) for p in files]
+    for name, path in named:
+        data = path.read_bytes()
+        h.update(f"\0{name}\0{len(data)}\0".encode())
+        h.update(data)
+    return h.hexdigest()
+
+
 def load_bank(root: str | Path, *, extra_files: Iterable[Path] = ()) -> Bank:
     """Load and validate `root/items/*.yaml` and `root/cases/*.yaml`; raise BankError on any problem."""
     root = Path(root)
@@ -206,11 +226,13 @@ def load_bank(root: str | Path, *, extra_files: Iterable[Path] = ()) -> Bank:
                 problems.extend(_vocabulary_problems(obj, vocabulary, display, entry))
                 into[obj.id] = obj
 
-    load_kind([*_yaml_files(root / "items"), *extra_files], "items", Item, items)
-    load_kind(_yaml_files(root / "cases"), "cases", Case, cases)
+    item_files, case_files = [*_yaml_files(root / "items"), *extra_files], _yaml_files(root / "cases")
+    load_kind(item_files, "items", Item, items)
+    load_kind(case_files, "cases", Case, cases)
     if problems:
         raise BankError(problems)
-    return Bank(items=items, cases=cases, vocabulary=vocabulary, origins=origins)
+    return Bank(items=items, cases=cases, vocabulary=vocabulary, origins=origins,
+                fingerprint=fingerprint([root / VOCABULARY_FILE, *item_files, *case_files], root))
 
 
 def _vocabulary_problems(obj: Item | Case, vocabulary: Vocabulary, display: str,

@@ -10,7 +10,7 @@ from sqlmodel import col, select
 
 from bot.core.bank_sync import FINGERPRINT_KEY, sync_bank
 from bot.storage.models import BankItem, ItemStatus, KeyValue
-from question_bank import load_bank
+from question_bank import Bank, load_bank
 from tests.conftest import TEST_BANK
 
 
@@ -66,3 +66,14 @@ async def test_lost_fingerprint_means_a_full_sync(app):
     report = await sync(app, app.bank)
     assert not report.unchanged
     assert (await sync(app, app.bank)).unchanged
+
+
+async def test_bank_built_in_code_is_compared_by_its_rows(app):
+    first = next(iter(app.bank.items.values()))
+    built = Bank(items=dict(app.bank.items), cases=dict(app.bank.cases), vocabulary=app.bank.vocabulary)
+    assert not built.fingerprint
+    assert not (await sync(app, built)).unchanged  # another fingerprint than the loaded bank's
+    assert (await sync(app, built)).unchanged
+    built.items[first.id] = first.model_copy(update={"stem": first.stem + "（改）"})
+    assert not (await sync(app, built)).unchanged
+    assert (await items(app))[first.id].stem == first.stem + "（改）"
