@@ -34,7 +34,9 @@ _LETTERS_RE = re.compile(r"^[A-H](?:[\s,，、]*[A-H])*$")
 
 
 def normalise(text: str) -> str:
-    # NFKC folds full-width letters and spaces (Ａ → A) without touching Chinese.
+    # A lone surrogate (JSON may carry "\ud83d") cannot be encoded, so it cannot be echoed in a
+    # reply: make it U+FFFD. NFKC folds full-width letters and spaces (Ａ → A), not Chinese.
+    text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
     return unicodedata.normalize("NFKC", text).strip()
 
 

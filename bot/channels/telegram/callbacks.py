@@ -17,7 +17,8 @@ from bot.core.results import QuizCard
 from question_bank import LETTERS
 
 MAX_BYTES = 64
-_DATA_RE = re.compile(r"^([at]):(?:(\d{1,10})\.(\d{1,2})|r([0-9a-f]{10})):([A-H]{0,8})$")
+# ASCII only: \d would also take full-width and other scripts' digits (int("１") == 1).
+_DATA_RE = re.compile(r"([at]):(?:(\d{1,10})\.(\d{1,2})|r([0-9a-f]{10})):([A-H]{0,8})", re.ASCII)
 
 
 def item_digest(item_id: str) -> str:
@@ -55,7 +56,7 @@ def decode(data: str | None) -> ButtonData | None:
     """Parse callback data; None for anything malformed (old buttons, forged payloads)."""
     if not data:
         return None
-    m = _DATA_RE.match(data)
+    m = _DATA_RE.fullmatch(data)  # not match: "$" lets a trailing newline through
     if m is None:
         return None
     action, rid, pos, digest, letters = m.groups()
