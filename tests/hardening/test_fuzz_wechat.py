@@ -408,7 +408,8 @@ async def test_wecom_signed_text_always_gets_a_polite_reply(caplog, wc, typed, w
 button_keys = st.one_of(
     st.text(alphabet=xml_chars, max_size=80),
     st.builds(lambda r, i, c: f"qf:{r}:{i}:{c}",
-              st.one_of(st.integers(-5, 10**12).map(str), st.just("-"), st.text(alphabet=xml_chars, max_size=5)),
+              st.one_of(st.just("{round}"), st.integers(-5, 10**12).map(str), st.just("-"),
+                        st.text(alphabet=xml_chars, max_size=5)),
               st.one_of(st.sampled_from([*ITEMS, "t-single-002", "t-judge-002", "nope"]),
                         st.text(alphabet=xml_chars, max_size=70)),
               st.one_of(st.sampled_from(list("ABCDEFGH")), st.text(alphabet=xml_chars, max_size=3))),
@@ -431,6 +432,7 @@ def _legit_tap(world: WeComWorld, userid: str, key: str) -> bool:
 async def test_wecom_forged_card_taps_are_refused_and_record_nothing(caplog, wc, key, who, task, code):
     caplog.clear()
     userid = getattr(wc.world, who)
+    key = key.replace("{round}", str(wc.world.round_id))  # the round the member's cards are from
     if _legit_tap(wc.world, userid, key):
         key = "qf:" + key  # keep the example, but make it a forgery
     wc.tick()
@@ -551,3 +553,37 @@ async def test_wecom_hostile_bodies_are_refused_or_answered_never_500(caplog, wc
         return
     if response.text != "success":
         assert_polite(wc.fake.read_reply(response.text)["Content"])
+
+
+# --- URL verification (GET) ---------------------------------------------------------------------
+
+echo_text = st.text(st.characters(codec="utf-8", exclude_categories=["Cc", "Cs"]), min_size=1, max_size=60)
+
+
+@FUZZ
+@given(echostr=echo_text, mode=st.sampled_from(["good", "bad", "missing"]))
+async def test_wechat_url_check_echoes_only_when_signed(wx, echostr, mode):
+    query = wx.fake.url_check(echostr, bad_signature=mode == "bad")
+    if mode == "missing":
+        query.pop("signature")
+    response = await wx.http.get("/wechat/callback", params=query)
+    if mode == "good":
+        assert (response.status_code, response.text) == (200, echostr)
+    else:
+        assert (response.status_code, response.text) == (403, "")
+
+
+@FUZZ
+@given(echostr=echo_text, mode=st.sampled_from(["good", "bad", "missing", "garbage"]))
+async def test_wecom_url_check_decrypts_only_when_signed(wc, echostr, mode):
+    query = wc.fake.url_check(echostr, bad_signature=mode == "bad")
+    if mode == "missing":
+        query.pop("msg_signature")
+    if mode == "garbage":  # correctly signed, but not a ciphertext of ours
+        query["echostr"] = echostr
+        query["msg_signature"] = sha1_signature(wc.fake.token, query["timestamp"], query["nonce"], echostr)
+    response = await wc.http.get("/wecom/callback", params=query)
+    if mode == "good":
+        assert (response.status_code, response.text) == (200, echostr)
+    else:
+        assert response.status_code in ((400, 403) if mode == "garbage" else (403,)) and response.text == ""
