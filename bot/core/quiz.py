@@ -7,22 +7,28 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
-from sqlalchemy import Integer, and_, cast, func, or_
+from sqlalchemy import Integer, and_, bindparam, cast, func, or_
+from sqlalchemy import select as core_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.core.catalog import Catalog, ItemInfo
 from bot.core.orgs import subtree_members
-from bot.reports.tally import count_answer
-from bot.storage.bulk import insert_ignore, insert_one_returning_id
+from bot.core.spaced import ReviewState
+from bot.reports.tally import count_answer, count_deliveries
+from bot.storage.bulk import Executor, as_connection, insert_ignore, insert_one_returning_id
 from bot.storage.models import (
     Answer,
     BankItem,
+    ChannelIdentity,
     Delivery,
     ItemStatus,
     ItemTopic,
     Member,
     Organization,
+    ReviewCard,
     Round,
     RoundItem,
 )
@@ -135,6 +141,7 @@ async def open_round(
          "created_at": opens_at}
         for m in members
     ])
+    await count_deliveries(session, rnd.id)  # the reports' tally marks these member-rounds: one statement
     await session.commit()
     return rnd
 
@@ -147,11 +154,37 @@ async def round_items(session: AsyncSession, round_id: int) -> list[BankItem]:
     return list(rows.all())
 
 
+class RoundRef(Protocol):
+    """What recording an answer needs of its round (a `Round` row has it too)."""
+
+    @property
+    def id(self) -> int | None: ...
+    @property
+    def deadline(self) -> datetime: ...
+
+
+class Gradable(Protocol):
+    @property
+    def id(self) -> str: ...
+    @property
+    def answer(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class RoundKey:
+    id: int
+    deadline: datetime
+
+
 async def record_answer(
-    session: AsyncSession, *, member_id: int, rnd: Round, item: BankItem, choice: str,
+    session: Executor, *, member_id: int, rnd: RoundRef, item: Gradable, choice: str,
     channel: str, now: datetime, latency_ms: int | None = None, commit: bool = True,
 ) -> RecordedAnswer:
-    """Store the answer once; a repeat returns the first answer unchanged (first answer counts)."""
+    """Store the answer once; a repeat returns the first answer unchanged (first answer counts).
+
+    `session` is an ORM session or a bare connection; with `commit=False` everything stays in
+    the caller's transaction (the answer path commits once, after FSRS and the case pick).
+    Anything that must change with each first answer belongs after the insert, under `new_id`."""
     correct = grade(item.answer, choice)
     row = {
         "member_id": member_id, "round_id": rnd.id, "item_id": item.id, "choice": choice,
@@ -165,10 +198,55 @@ async def record_answer(
         await session.commit()
     if new_id is not None:
         return RecordedAnswer(answer=Answer(id=new_id, **row), duplicate=False)
-    stored = (await session.exec(select(Answer).where(
-        Answer.member_id == member_id, Answer.round_id == rnd.id, Answer.item_id == item.id,
-    ))).one()
-    return RecordedAnswer(answer=stored, duplicate=True)
+    stored = (await (await as_connection(session)).execute(_STORED_ANSWER, {
+        "member_id": member_id, "round_id": rnd.id, "item_id": item.id})).one()
+    return RecordedAnswer(answer=Answer(**stored._asdict()), duplicate=True)
+
+
+_STORED_ANSWER = core_select(*Answer.__table__.c).where(  # type: ignore[attr-defined]
+    col(Answer.member_id) == bindparam("member_id"), col(Answer.round_id) == bindparam("round_id"),
+    col(Answer.item_id) == bindparam("item_id"))
+
+
+@dataclass(frozen=True)
+class AnswerContext:
+    """Everything the answer path must know about the speaker before it writes, in one read."""
+
+    member_id: int
+    delivered: bool  # the round was pushed to this member (a delivery row exists)
+    deadline: datetime | None  # the round's deadline (None: not delivered, or no round asked)
+    review: ReviewState | None  # FSRS state of (member, item), if the item was ever got wrong
+
+
+# Who is speaking (active identity of an active member), whether the round reached them and
+# their FSRS card for the item: read fresh on every answer, never cached (see catalog.py).
+_CONTEXT = (
+    core_select(ChannelIdentity.member_id, Delivery.id, Round.deadline,
+           ReviewCard.card, ReviewCard.lapses, ReviewCard.due_at)
+    .select_from(ChannelIdentity)
+    .join(Member, and_(col(Member.id) == col(ChannelIdentity.member_id), col(Member.active).is_(True)))
+    .outerjoin(Delivery, and_(col(Delivery.member_id) == col(ChannelIdentity.member_id),
+                              col(Delivery.round_id) == bindparam("round_id")))
+    .outerjoin(Round, col(Round.id) == col(Delivery.round_id))
+    .outerjoin(ReviewCard, and_(col(ReviewCard.member_id) == col(ChannelIdentity.member_id),
+                                col(ReviewCard.item_id) == bindparam("item_id")))
+    .where(col(ChannelIdentity.platform) == bindparam("platform"),
+           col(ChannelIdentity.external_id) == bindparam("external_id"),
+           col(ChannelIdentity.active).is_(True))
+)
+
+
+async def answer_context(conn: Executor, *, platform: str, external_id: str, round_id: int | None,
+                         item_id: str | None) -> AnswerContext | None:
+    """None when the sender is not bound (or their identity or membership is inactive)."""
+    row = (await (await as_connection(conn)).execute(_CONTEXT, {"platform": platform, "external_id": external_id,
+                                         "round_id": round_id, "item_id": item_id})).first()
+    if row is None:
+        return None
+    member_id, delivery_id, deadline, card, lapses, due_at = row
+    review = ReviewState(card=card, lapses=lapses, due_at=due_at) if due_at is not None else None
+    return AnswerContext(member_id=member_id, delivered=delivery_id is not None, deadline=deadline,
+                         review=review)
 
 
 async def delivered_round(session: AsyncSession, *, member_id: int, round_id: int, item_id: str) -> Round | None:
@@ -195,31 +273,39 @@ async def is_delivered(session: AsyncSession, *, member_id: int, round_id: int, 
 
 @dataclass(frozen=True)
 class PendingItem:
-    rnd: Round
-    item: BankItem
+    round_id: int
+    deadline: datetime
+    item: ItemInfo
     position: int
     total: int
 
 
-async def pending_items(session: AsyncSession, *, member_id: int, now: datetime) -> list[PendingItem]:
+# Item ids only: contents come from the catalog, the round's size from its cached item list.
+_PENDING = (
+    core_select(RoundItem.round_id, RoundItem.item_id, RoundItem.position, Round.deadline)
+    .select_from(Delivery)
+    .join(Round, col(Round.id) == col(Delivery.round_id))
+    .join(RoundItem, col(RoundItem.round_id) == col(Round.id))
+    .outerjoin(Answer, and_(col(Answer.member_id) == bindparam("member_id"), col(Answer.round_id) == col(Round.id),
+                            col(Answer.item_id) == col(RoundItem.item_id)))
+    .where(col(Delivery.member_id) == bindparam("member_id"), col(Round.opens_at) <= bindparam("now"),
+           col(Round.deadline) > bindparam("now"), col(Answer.id).is_(None))
+    .order_by(col(Round.opens_at), col(Round.id), col(RoundItem.position))
+)
+
+
+async def pending_items(session: Executor, *, member_id: int, now: datetime, catalog: Catalog) -> list[PendingItem]:
     """Unanswered items of the member's open rounds, oldest round first, in position order."""
-    totals = (
-        select(RoundItem.round_id, func.count().label("total"))
-        .group_by(RoundItem.round_id).subquery()
-    )
-    stmt = (
-        select(Round, BankItem, RoundItem.position, totals.c.total)
-        .join(Delivery, col(Delivery.round_id) == col(Round.id))
-        .join(RoundItem, col(RoundItem.round_id) == col(Round.id))
-        .join(BankItem, col(BankItem.id) == col(RoundItem.item_id))
-        .join(totals, totals.c.round_id == col(Round.id))
-        .outerjoin(Answer, and_(col(Answer.member_id) == member_id, col(Answer.round_id) == col(Round.id),
-                                col(Answer.item_id) == col(RoundItem.item_id)))
-        .where(Delivery.member_id == member_id, col(Round.opens_at) <= now, col(Round.deadline) > now,
-               col(Answer.id).is_(None))
-        .order_by(col(Round.opens_at), col(Round.id), col(RoundItem.position))
-    )
-    return [PendingItem(rnd, item, pos, total) for rnd, item, pos, total in (await session.exec(stmt)).all()]
+    conn = await as_connection(session)
+    rows = (await conn.execute(_PENDING, {"member_id": member_id, "now": now})).all()
+    if not rows:
+        return []
+    items = await catalog.items_by_id(conn, [item_id for _r, item_id, _p, _d in rows])
+    out = []
+    for round_id, item_id, position, deadline in rows:
+        total = len(await catalog.round_items(conn, round_id))
+        out.append(PendingItem(round_id, deadline, items[item_id], position, total))
+    return out
 
 
 def deadline_after(opens_at: datetime, days: int) -> datetime:

@@ -12,12 +12,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import Integer as _Int
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.config import Settings
 from bot.core import cases, invites, quiz, spaced
 from bot.core.access import Viewer, check_member_record, check_org_report
+from bot.core.catalog import Catalog, ItemInfo
 from bot.core.commands import (
     Bind,
     Command,
@@ -45,10 +47,10 @@ from bot.metrics import count_answer
 from bot.reports.period import parse_report_args
 from bot.reports.report import full_report
 from bot.reports.stats import latest_round_period
+from bot.storage.bulk import Executor
 from bot.storage.db import Database
 from bot.storage.models import (
     Answer,
-    BankItem,
     ChannelIdentity,
     Delivery,
     ItemTopic,
@@ -79,11 +81,14 @@ class Service:
         self.settings = settings
         self.clock = clock
         self.topic_names = topic_names or {}
+        self.catalog = Catalog()
 
     # --- entry point -------------------------------------------------------------------
 
     async def handle(self, sender: Sender, command: Command) -> list[Result]:
         try:
+            if isinstance(command, SubmitAnswer):  # the hot path: no ORM session
+                return [await self._answer(sender, command)]
             async with self.db.session() as session:
                 return await self._dispatch(session, sender, command)
         except QingfengError as exc:
@@ -109,8 +114,6 @@ class Service:
             if card is None:
                 raise NothingToAnswer()
             return [card]
-        if isinstance(command, SubmitAnswer):
-            return [await self._answer(session, viewer, command)]
         if isinstance(command, ShowMe):
             return [await self.member_record(session, viewer, viewer.member)]
         if isinstance(command, ShowReport):
@@ -149,111 +152,115 @@ class Service:
 
     # --- quiz ---------------------------------------------------------------------------
 
-    async def next_card(self, session: AsyncSession, member: Member,
-                        pending: list[quiz.PendingItem] | None = None) -> QuizCard | None:
-        now = self.clock()
+    async def next_card(self, session: Executor, member: Member) -> QuizCard | None:
+        return await self._next_card(session, member.id, self.clock())  # type: ignore[arg-type]
+
+    async def _next_card(self, conn: Executor, member_id: int, now: datetime,
+                         pending: list[quiz.PendingItem] | None = None) -> QuizCard | None:
         if pending is None:
-            pending = await quiz.pending_items(session, member_id=member.id, now=now)  # type: ignore[arg-type]
+            pending = await quiz.pending_items(conn, member_id=member_id, now=now, catalog=self.catalog)
         if pending:
             p = pending[0]
-            return self._card(p.item, round_id=p.rnd.id, position=p.position, total=p.total,
-                              deadline=p.rnd.deadline)
-        due = await spaced.due_items(session, member_id=member.id, now=now)  # type: ignore[arg-type]
+            return self._card(p.item, round_id=p.round_id, position=p.position, total=p.total, deadline=p.deadline)
+        due = await spaced.due_item_ids(conn, member_id=member_id, now=now)
         if due:
-            return self._card(due[0], round_id=None, position=1, total=len(due),
-                              deadline=now, is_review=True)
+            item = await self.catalog.item(conn, due[0])
+            if item is not None:
+                return self._card(item, round_id=None, position=1, total=len(due), deadline=now, is_review=True)
         return None
 
-    async def pending_cards(self, session: AsyncSession, member: Member) -> list[QuizCard]:
+    async def pending_cards(self, session: Executor, member: Member) -> list[QuizCard]:
         """Every unanswered item of the member's open rounds, oldest round first."""
-        pending = await quiz.pending_items(session, member_id=member.id, now=self.clock())  # type: ignore[arg-type]
-        return [self._card(p.item, round_id=p.rnd.id, position=p.position, total=p.total,
-                           deadline=p.rnd.deadline) for p in pending]
+        pending = await quiz.pending_items(session, member_id=member.id, now=self.clock(),  # type: ignore[arg-type]
+                                           catalog=self.catalog)
+        return [self._card(p.item, round_id=p.round_id, position=p.position, total=p.total,
+                           deadline=p.deadline) for p in pending]
 
     @staticmethod
-    def _card(item: BankItem, *, round_id: int | None, position: int, total: int,
+    def _card(item: ItemInfo, *, round_id: int | None, position: int, total: int,
               deadline: datetime, is_review: bool = False) -> QuizCard:
-        options = list(zip(LETTERS, item.content["options"], strict=False))
+        options = list(zip(LETTERS, item.options, strict=False))
         return QuizCard(round_id=round_id, item_id=item.id, position=position, total=total,
                         type=item.type, stem=item.stem, options=options, deadline=deadline,
                         is_review=is_review)
 
-    async def _answer(self, session: AsyncSession, viewer: Viewer, cmd: SubmitAnswer) -> AnswerResult:
-        member_id: int = viewer.member.id  # type: ignore[assignment]
+    async def _answer(self, sender: Sender, cmd: SubmitAnswer) -> AnswerResult:
+        """Record one answer in ONE transaction: who is speaking, the delivery check and the FSRS
+        card in one read, the answer insert, the FSRS write and the case pick, the next card.
+        Items, round contents and cases come from the catalog (bounded caches)."""
         now = self.clock()
-        if cmd.item_id is None:
-            card = await self.next_card(session, viewer.member)
-            if card is None:
-                raise NothingToAnswer()
-            round_id, item_id = card.round_id, card.item_id
-        else:
+        async with self.db.transaction() as conn:
+            ctx = await quiz.answer_context(conn, platform=sender.platform, external_id=sender.external_id,
+                                            round_id=cmd.round_id, item_id=cmd.item_id)
+            if ctx is None:
+                raise NotBound()
             round_id, item_id = cmd.round_id, cmd.item_id
-        item = await self._bank_item(session, item_id)
+            if item_id is None:  # a typed letter answers the next card
+                card = await self._next_card(conn, ctx.member_id, now)
+                if card is None:
+                    raise NothingToAnswer()
+                round_id, item_id = card.round_id, card.item_id
+                ctx = await quiz.answer_context(conn, platform=sender.platform, external_id=sender.external_id,
+                                                round_id=round_id, item_id=item_id)
+                if ctx is None:
+                    raise NotBound()
+            result = await self._record(conn, ctx, round_id, item_id, cmd.choice.upper(), now)
+        if not result.duplicate:
+            count_answer(self._channel)
+        return result
+
+    async def _record(self, conn: AsyncConnection, ctx: quiz.AnswerContext, round_id: int | None,
+                      item_id: str, choice: str, now: datetime) -> AnswerResult:
+        item = await self.catalog.item(conn, item_id)
         if item is None:
             raise NotDelivered()
-        choice = cmd.choice.upper()
-        if not choice or any(c not in LETTERS[: len(item.content["options"])] for c in choice):
-            raise InvalidChoice(f"请从选项 {'/'.join(LETTERS[: len(item.content['options'])])} 中选择。")
+        letters = LETTERS[: len(item.options)]
+        if not choice or any(c not in letters for c in choice):
+            raise InvalidChoice(f"请从选项 {'/'.join(letters)} 中选择。")
         if item.type in ("single", "judge") and len(choice) != 1:
             raise InvalidChoice("这是单选题，请只选一个选项。")
+        member_id = ctx.member_id
 
         if round_id is None:  # a spaced re-ask
-            if not await spaced.is_due(session, member_id=member_id, item_id=item.id, now=now):
+            if ctx.review is None or ctx.review.due_at > now:
                 raise NotDelivered()
             correct = quiz.grade(item.answer, choice)
-            await spaced.update_after_answer(session, member_id=member_id, item_id=item.id,
-                                             correct=correct, now=now)
+            await spaced.update_after_answer(conn, member_id=member_id, item_id=item.id, correct=correct,
+                                             now=now, state=ctx.review)
             duplicate, late = False, False
         else:
-            rnd = await quiz.delivered_round(session, member_id=member_id, round_id=round_id, item_id=item.id)
-            if rnd is None:
+            if not ctx.delivered or ctx.deadline is None or item.id not in await self.catalog.round_items(
+                    conn, round_id):
                 raise NotDelivered()
             recorded = await quiz.record_answer(
-                session, member_id=member_id, rnd=rnd, item=item, choice=choice,  # type: ignore[arg-type]
-                channel=self._channel, now=now)
-            correct, duplicate, late = (recorded.answer.correct, recorded.duplicate,
-                                        recorded.answer.late)
+                conn, member_id=member_id, rnd=quiz.RoundKey(round_id, ctx.deadline), item=item, choice=choice,
+                channel=self._channel, now=now, commit=False)
+            correct, duplicate, late = (recorded.answer.correct, recorded.duplicate, recorded.answer.late)
             choice = recorded.answer.choice
             if not duplicate:
-                await spaced.update_after_answer(session, member_id=member_id, item_id=item.id,
-                                                 correct=correct, now=now)
-        if not duplicate:
-            count_answer(self._channel)
+                await spaced.update_after_answer(conn, member_id=member_id, item_id=item.id, correct=correct,
+                                                 now=now, state=ctx.review)
         case = None
         if not correct and not duplicate:
             case = await cases.pick_related_case(
-                session, member_id=member_id, topics=list(item.topics), now=now,
-                cooldown_days=self.settings.case_cooldown_days,
-                include_drafts=self.settings.push_drafts)
-        pending = await quiz.pending_items(session, member_id=member_id, now=now)
-        next_card = await self.next_card(session, viewer.member, pending)
-        remaining = len(pending)
-        options = item.content["options"]
-        source = item.content["source"]
+                conn, member_id=member_id, topics=list(item.topics), now=now,
+                cooldown_days=self.settings.case_cooldown_days, include_drafts=self.settings.push_drafts,
+                commit=False, catalog=self.catalog)
+        pending = await quiz.pending_items(conn, member_id=member_id, now=now, catalog=self.catalog)
+        next_card = await self._next_card(conn, member_id, now, pending)
         return AnswerResult(
             round_id=round_id, item_id=item.id, choice=choice, correct=correct, key=item.answer,
-            key_text=[options[LETTERS.index(c)] for c in item.answer],
-            explanation=item.content["explanation"],
-            source=source["document"] + (source.get("article") or ""),
-            late=late, duplicate=duplicate, case=case, next_card=next_card, remaining=remaining)
+            key_text=[item.options[LETTERS.index(c)] for c in item.answer], explanation=item.explanation,
+            source=item.source, late=late, duplicate=duplicate, case=case, next_card=next_card,
+            remaining=len(pending))
 
     _channel = "console"
-    _item_cache: dict[str, BankItem]
-
-    async def _bank_item(self, session: AsyncSession, item_id: str) -> BankItem | None:
-        # Items only change when the bank is synced at start-up: cache the read-only rows.
-        cache = self.__dict__.setdefault("_item_cache", {})
-        item = cache.get(item_id)
-        if item is None:
-            item = await session.get(BankItem, item_id)
-            if item is not None:
-                cache[item_id] = item
-        return item
 
     def for_channel(self, channel: str) -> Service:
         """A view of this service that stamps answers with the channel they came from."""
         clone = Service(self.db, self.settings, clock=self.clock, topic_names=self.topic_names)
         clone._channel = channel
+        clone.catalog = self.catalog
         return clone
 
     # --- records and reports -------------------------------------------------------------
@@ -281,7 +288,8 @@ class Service:
             streak_weeks=await self._streak(session, member),
             due_reviews=await spaced.count_due(session, member_id=member.id, now=now),  # type: ignore[arg-type]
             weakest_topics=[t for t in topics if t.correct < t.answered][:3],
-            pending_items=len(await quiz.pending_items(session, member_id=member.id, now=now)),  # type: ignore[arg-type]
+            pending_items=len(await quiz.pending_items(session, member_id=member.id, now=now,  # type: ignore[arg-type]
+                                                       catalog=self.catalog)),
         )
 
     async def _streak(self, session: AsyncSession, member: Member) -> int:

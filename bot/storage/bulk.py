@@ -9,14 +9,35 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+# Hot paths run Core statements on a bare connection (no ORM session); both work here.
+Executor = AsyncSession | AsyncConnection
 
-def _insert(session: AsyncSession, model: type[SQLModel]) -> Any:
-    dialect = session.bind.dialect.name if session.bind else "sqlite"
+
+async def as_connection(executor: Executor) -> AsyncConnection:
+    """The connection to run Core statements on: a session's own (same transaction; pending ORM
+    objects are not flushed first) or the connection itself."""
+    return executor if isinstance(executor, AsyncConnection) else await executor.connection()
+
+
+async def _execute(executor: Executor, stmt: Any) -> Any:
+    if isinstance(executor, AsyncConnection):
+        return await executor.execute(stmt)
+    return await executor.exec(stmt)  # an ORM session flushes pending objects first
+
+
+def dialect_name(executor: Executor) -> str:
+    if isinstance(executor, AsyncConnection):
+        return executor.dialect.name
+    return executor.bind.dialect.name if executor.bind else "sqlite"
+
+
+def _insert(session: Executor, model: type[SQLModel]) -> Any:
     table = model.__table__  # type: ignore[attr-defined]
-    return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+    return postgresql.insert(table) if dialect_name(session) == "postgresql" else sqlite.insert(table)
 
 
 async def insert_ignore(
@@ -43,20 +64,20 @@ async def insert_one_ignore(
 
 
 async def insert_one_returning_id(
-    session: AsyncSession, model: type[SQLModel], row: dict[str, Any]
+    session: Executor, model: type[SQLModel], row: dict[str, Any]
 ) -> int | None:
     """Insert one row unless it conflicts; the new id, or None on conflict (one round trip)."""
     table = model.__table__  # type: ignore[attr-defined]
     stmt = _insert(session, model).values(**row).on_conflict_do_nothing().returning(table.c.id)
-    result = await session.exec(stmt)  # type: ignore[call-overload]
+    result = await _execute(session, stmt)
     return result.scalar_one_or_none()
 
 
 async def upsert(
-    session: AsyncSession, model: type[SQLModel], rows: Sequence[dict[str, Any]],
+    session: Executor, model: type[SQLModel], rows: Sequence[dict[str, Any]],
     *, keys: Sequence[str], chunk: int = 500,
 ) -> None:
-    """Insert or update rows by primary/unique key columns."""
+    """Insert or update rows by primary/unique key columns (ORM session or bare connection)."""
     for start in range(0, len(rows), chunk):
         part = list(rows[start:start + chunk])
         if not part:
@@ -64,4 +85,4 @@ async def upsert(
         stmt = _insert(session, model).values(part)
         update = {c: stmt.excluded[c] for c in part[0] if c not in keys}
         stmt = stmt.on_conflict_do_update(index_elements=list(keys), set_=update)
-        await session.exec(stmt)  # type: ignore[call-overload]
+        await _execute(session, stmt)
