@@ -71,8 +71,8 @@ WHO = ("m1", "sec", "m2", "stranger")  # m1, sec: the round was pushed to them; 
 USERS = {"m1": 5101, "sec": 5102, "m2": 5103, "stranger": 5104}
 FAILED = ("系统暂时出错", "系统繁忙", "没能处理成功")
 NOISE = ("Traceback", "Exception", "Error", "None", "<bound method", "object at 0x")
-REFUSALS = ("按钮已失效", "不在您的待答题目中", "巩固题已作答", "请至少勾选", "还没有绑定身份", "请从选项",
-            "单选题", "没有看懂您的答案", "没有待作答")
+REFUSALS = ("为保护个人信息", "按钮已失效", "不在您的待答题目中", "巩固题已作答", "请至少勾选", "还没有绑定身份",
+            "请从选项", "单选题", "没有看懂您的答案", "没有待作答")
 # What Telegram marks as a bot command: "/" + [A-Za-z0-9_] (+ "@username") at the start.
 _COMMAND = re.compile(r"^/[A-Za-z0-9_]{1,32}(?:@[A-Za-z0-9_]{1,32})?(?=\s|$)")
 
@@ -272,10 +272,11 @@ async def test_typed_messages_and_commands(tg, caplog, batch):
 # --- button presses -------------------------------------------------------------------------------
 
 
-def _legit(stack: Stack, who: str, data: str) -> str | None:
-    """"answer" / "toggle" for a press its member could really make, else None."""
+def _legit(stack: Stack, who: str, where: str, data: str) -> str | None:
+    """"answer" / "toggle" for a press its member could really make (in private), else None."""
     d = decode(data)
-    if who not in ("m1", "sec") or d is None or d.round_id != stack.round_id or d.position not in OPTIONS:
+    if where == "group" or who not in ("m1", "sec") or d is None or d.round_id != stack.round_id \
+            or d.position not in OPTIONS:
         return None
     kind, letters = OPTIONS[d.position]
     if not set(d.letters) <= set(letters):
@@ -335,7 +336,7 @@ async def test_forged_button_presses_are_refused(tg, caplog, data):
         where = data.draw(st.sampled_from([who, "group"]), label="on a message in")
         message = data.draw(st.sampled_from(stack.chats[where]), label="message")
         payload = data.draw(forged_data(stack), label="callback data")
-        legit = _legit(stack, who, payload)
+        legit = _legit(stack, who, where, payload)
         if legit == "answer":  # a real answer would be recorded: press it as someone it is not for
             who = data.draw(st.sampled_from(["m2", "stranger"]), label="forger")
             legit = None
@@ -449,3 +450,25 @@ async def test_webhook_bodies(hook, caplog, bodies, secret):
         assert calls == []
     if secret != "right" or not any(b.meta and writes_rightly(*b.meta) for b in bodies):
         assert await snapshot(stack.app) == before
+
+
+async def test_a_real_card_pressed_in_a_group_is_refused(tg, caplog):
+    """A card forwarded to a group (or its data forged on a group message): pressing it there
+    must not answer, nor show the answer, key and explanation to the group."""
+    stack, fake = tg, tg.fake
+    ids = [fake.add_update(text_update(fake, USERS["m1"], "/help", GROUP))]
+    await settle(stack, ids)
+    in_group = fake.messages(GROUP)[-1]
+    card = next(m for m in fake.messages(USERS["m1"]) if m.buttons())
+    before, since = await snapshot(stack.app), len(fake.calls(ok=None))
+    ids = [fake.press(USERS[who], in_group, card.button(label)["callback_data"])
+           for who, label in (("m1", "C."), ("sec", "A."))]
+    await settle(stack, ids)
+    calls = outbound(stack, since)
+    assert_healthy(stack, caplog, calls)
+    assert [(c.method, c.params.get("text"), c.params.get("show_alert")) for c in calls] == [
+        ("answerCallbackQuery", "为保护个人信息，请在与我的私聊中使用该功能。", True)] * 2
+    assert await snapshot(stack.app) == before
+    fake.press(USERS["m1"], card, card.button("C.")["callback_data"])  # in private it answers
+    await fake.wait_for(lambda: any("回答正确" in (m.text or "") for m in fake.messages(USERS["m1"])),
+                        what="the answer in private")

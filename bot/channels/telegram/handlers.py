@@ -200,6 +200,11 @@ class TelegramHandlers:
         query = update.callback_query
         if query is None:
             return
+        if isinstance(query.message, Message) and query.message.chat.type != Chat.PRIVATE:
+            # A card forwarded to (or data forged on a message in) a group: the answer, the key
+            # and the explanation would be shown there. Buttons answer in private only.
+            await self._answer_query(query, PRIVATE_ONLY, alert=True)
+            return
         data = callbacks.decode(query.data)
         if data is None:
             await self._answer_query(query, STALE_BUTTON, alert=True)
