@@ -1,9 +1,13 @@
 """Every report table's SQL, written once: the code runs these texts and docs/reports-sql.md prints them.
 
-The queries are plain SQL that runs on SQLite and PostgreSQL alike, with three
-dialect-specific fragments (the single-round filter, the local week, the tag expansion)
-filled in by `render`. `python -m bot.reports.queries > docs/reports-sql.md` regenerates
-the documentation; a test keeps the two identical.
+A report first fills its *working set*: two temporary tables holding the scope's member-rounds
+(pushed or answered, with their counts, from the answer tally) and, when the report needs
+them, the scope's valid answers. Every table of the report is then a small query over these,
+so no query re-derives the scope's answers from the whole answer table. The queries are plain
+SQL that runs on SQLite and PostgreSQL alike, with a few dialect-specific fragments (the
+single-round filter, the local week, the tag expansion, the temporary schema) filled in by
+`render`. `python -m bot.reports.queries > docs/reports-sql.md` regenerates the
+documentation; a test keeps the two identical.
 
 Parameters (named, `:name`):
   :scope     materialised path of the scope organisation plus '%', e.g. '/1/4/%'
@@ -21,89 +25,26 @@ from dataclasses import dataclass
 
 from bot.reports import tally
 
-# Members of the scope and rounds of the period; every query starts from these two id lists.
+# Members of the scope (found by organisation, then by the member.org_id index) and rounds of
+# the period: the two id lists the working set is cut from.
 _BASE = """scope_members AS (
     SELECT m.id AS member_id, m.org_id
-    FROM member m JOIN organization o ON o.id = m.org_id
-    WHERE o.path LIKE :scope
+    FROM member m
+    WHERE m.org_id IN (SELECT id FROM organization WHERE path LIKE :scope)
 ),
 period_rounds AS (
-    SELECT r.id AS round_id, r.opens_at
+    SELECT r.id AS round_id
     FROM round r
     WHERE r.opens_at >= :start AND r.opens_at < :end{round_filter}
 )"""
 
-# The answers that count ("valid": on time, to items that are not retired) of the scope's
-# members in the period's rounds, read from the answer table by the two id lists: a branch's
-# month reads only its own rows through the (member_id, round_id, item_id) unique index.
-# Only the per-item tables need answers one by one.
-_VALID = """valid AS (
-    SELECT a.member_id, a.round_id, a.item_id, a.choice, a.correct
-    FROM answer a
-    WHERE a.round_id IN (SELECT round_id FROM period_rounds)
-      AND a.member_id IN (SELECT member_id FROM scope_members)
-      AND NOT a.late
-      AND a.item_id NOT IN (SELECT id FROM bankitem WHERE status = 'retired')
-)"""
-
-# Per member and round, from the answer tally (one row per member-round with a stored answer,
-# kept with every answer: bot/reports/tally.py, defined below). The tally counts on-time
-# answers whatever the item's status, so on-time answers to items retired since are looked
-# up (a few rows, by the (round_id, item_id) index) and taken off. answers / correct are then
-# the valid answers; a row with answers = 0 had only late or retired answers.
-_MEMBER_ROUNDS = """retired AS (
-    SELECT a.member_id, a.round_id, COUNT(*) AS answers,
-           SUM(CASE WHEN a.correct THEN 1 ELSE 0 END) AS correct
-    FROM answer a
-    WHERE a.round_id IN (SELECT round_id FROM period_rounds)
-      AND a.item_id IN (SELECT id FROM bankitem WHERE status = 'retired')
-      AND a.member_id IN (SELECT member_id FROM scope_members)
-      AND NOT a.late
-    GROUP BY a.member_id, a.round_id
-),
-member_rounds AS (
-    SELECT t.member_id, t.round_id,
-           t.on_time - COALESCE(x.answers, 0) AS answers,
-           t.on_time_correct - COALESCE(x.correct, 0) AS correct,
-           t.late, COALESCE(x.answers, 0) AS retired
-    FROM answertally t
-    LEFT JOIN retired x ON x.member_id = t.member_id AND x.round_id = t.round_id
-    WHERE t.round_id IN (SELECT round_id FROM period_rounds)
-      AND t.member_id IN (SELECT member_id FROM scope_members)
-)"""
-
-# Deliveries (one per member and round) to members of the scope in the period's rounds.
-_PUSHED = """pushed AS (
-    SELECT d.round_id, d.member_id
-    FROM delivery d
-    WHERE d.round_id IN (SELECT round_id FROM period_rounds)
-      AND d.member_id IN (SELECT member_id FROM scope_members)
-)"""
-
-_CORRECT = "SUM(CASE WHEN correct THEN 1 ELSE 0 END)"
-
-# Valid answers totalled per member (members with at least one).
-_SCORES = """scores AS (
-    SELECT member_id, SUM(answers) AS answers, SUM(correct) AS correct
-    FROM member_rounds WHERE answers > 0 GROUP BY member_id
-)"""
-
 # The scope's child organisations (each with its subtree) and the scope itself (its direct
-# members only), so every member falls into exactly one unit; organisations are matched to
-# units once, members to organisations by id.
+# members only), so every member falls into exactly one unit.
 _UNITS = """units AS (
     SELECT c.id AS unit_id, c.name AS unit_name, c.path || '%' AS pattern
     FROM organization c WHERE c.parent_id = :scope_id
     UNION ALL
     SELECT o.id, o.name, o.path FROM organization o WHERE o.id = :scope_id
-),
-org_unit AS (
-    SELECT o.id AS org_id, u.unit_id
-    FROM organization o JOIN units u ON o.path LIKE u.pattern
-    WHERE o.path LIKE :scope
-),
-member_unit AS (
-    SELECT sm.member_id, ou.unit_id FROM scope_members sm JOIN org_unit ou ON ou.org_id = sm.org_id
 )"""
 
 
@@ -115,9 +56,93 @@ class Query:
     template: str
 
 
+@dataclass(frozen=True)
+class WorkTable:
+    """A temporary table of the working set: its columns and the statement that fills it."""
+
+    name: str
+    columns: str
+    fill: Query
+
+    def ddl(self, dialect: str) -> tuple[str, str]:
+        schema = "pg_temp" if _dialect(dialect) == "postgresql" else "temp"
+        return (f"DROP TABLE IF EXISTS {schema}.{self.name}",
+                f"CREATE TEMPORARY TABLE {self.name} (\n    {self.columns}\n)")
+
+
 def _with(*ctes: str) -> str:
     return "WITH " + ",\n".join(ctes) + "\n"
 
+
+MEMBER_ROUNDS = WorkTable(
+    "report_member_round",
+    "member_id INTEGER NOT NULL, round_id INTEGER NOT NULL, unit_id INTEGER NOT NULL,\n"
+    "    pushed INTEGER NOT NULL, returned INTEGER NOT NULL, answers INTEGER NOT NULL,\n"
+    "    correct INTEGER NOT NULL, late INTEGER NOT NULL, retired INTEGER NOT NULL",
+    Query(
+        "fill_member_rounds", "工作集：成员 × 轮次",
+        "One row per member of the scope and round of the period that was pushed (a delivery) or "
+        "answered: the answer tally's rows. unit_id = the child organisation whose subtree holds "
+        "the member, or the scope itself; pushed = 1 with a delivery; returned = 1 with any "
+        "stored answer (回收); answers / correct = valid answers (on time, item not retired) and "
+        "how many were right; late = late answers; retired = on-time answers to items retired "
+        "since. The tally counts on-time answers whatever the item's status, so on-time answers "
+        "to retired items are looked up (a few rows, by the answer (round_id, item_id) index) "
+        "and taken off.",
+        _with(_BASE, _UNITS) + """, member_unit AS (
+    SELECT sm.member_id, u.unit_id
+    FROM scope_members sm
+    JOIN organization o ON o.id = sm.org_id
+    JOIN units u ON o.path LIKE u.pattern
+),
+retired AS (
+    SELECT a.member_id, a.round_id, COUNT(*) AS answers,
+           SUM(CASE WHEN a.correct THEN 1 ELSE 0 END) AS correct
+    FROM answer a
+    WHERE a.round_id IN (SELECT round_id FROM period_rounds)
+      AND a.item_id IN (SELECT id FROM bankitem WHERE status = 'retired')
+      AND a.member_id IN (SELECT member_id FROM scope_members)
+      AND NOT a.late
+    GROUP BY a.member_id, a.round_id
+)
+INSERT INTO report_member_round (member_id, round_id, unit_id, pushed, returned, answers, correct, late, retired)
+SELECT t.member_id, t.round_id, mu.unit_id, t.pushed,
+       CASE WHEN t.on_time + t.late > 0 THEN 1 ELSE 0 END,
+       t.on_time - COALESCE(x.answers, 0), t.on_time_correct - COALESCE(x.correct, 0),
+       t.late, COALESCE(x.answers, 0)
+FROM answertally t
+JOIN member_unit mu ON mu.member_id = t.member_id
+LEFT JOIN retired x ON x.member_id = t.member_id AND x.round_id = t.round_id
+WHERE t.round_id IN (SELECT round_id FROM period_rounds)
+  AND t.member_id IN (SELECT member_id FROM scope_members)""",
+    ),
+)
+
+ANSWERS = WorkTable(
+    "report_answer",
+    "member_id INTEGER NOT NULL, round_id INTEGER NOT NULL, item_id VARCHAR(64) NOT NULL,\n"
+    "    choice VARCHAR(8) NOT NULL, correct INTEGER NOT NULL",
+    Query(
+        "fill_answers", "工作集：有效作答",
+        "The valid answers (on time, item not retired) of the scope's members in the period's "
+        "rounds, read by the two id lists: a branch's month reads only its own rows through the "
+        "answer (member_id, round_id, item_id) unique index. correct is 1 or 0. Only the per-item "
+        "tables need answers one by one.",
+        _with(_BASE) + """INSERT INTO report_answer (member_id, round_id, item_id, choice, correct)
+SELECT a.member_id, a.round_id, a.item_id, a.choice, CASE WHEN a.correct THEN 1 ELSE 0 END
+FROM answer a
+WHERE a.round_id IN (SELECT round_id FROM period_rounds)
+  AND a.member_id IN (SELECT member_id FROM scope_members)
+  AND NOT a.late
+  AND a.item_id NOT IN (SELECT id FROM bankitem WHERE status = 'retired')""",
+    ),
+)
+
+WORKING_SET: tuple[WorkTable, ...] = (MEMBER_ROUNDS, ANSWERS)
+
+# Answered member-rounds with a valid answer count as responded (有效); member totals of them.
+_RESPONDED = "SUM(CASE WHEN answers > 0 THEN 1 ELSE 0 END)"
+_PEOPLE = "COUNT(DISTINCT CASE WHEN answers > 0 THEN member_id END)"
 
 SUMMARY = Query(
     "summary", "作答情况与总体正确率",
@@ -125,29 +150,27 @@ SUMMARY = Query(
     "member-rounds with any answer (回收); responded = member-rounds with a valid answer (有效); "
     "people = distinct members with a valid answer; late and retired answers are counted apart "
     "and excluded from valid_answers.",
-    _with(_BASE, _PUSHED, _MEMBER_ROUNDS) + """SELECT
-    (SELECT COUNT(*) FROM member m JOIN organization o ON o.id = m.org_id
-     WHERE o.path LIKE :scope AND m.active) AS members,
-    (SELECT COUNT(*) FROM pushed) AS pushed,
-    COUNT(*) AS returned,
-    COALESCE(SUM(CASE WHEN answers > 0 THEN 1 ELSE 0 END), 0) AS responded,
-    COUNT(DISTINCT CASE WHEN answers > 0 THEN member_id END) AS people,
+    """SELECT
+    (SELECT COUNT(*) FROM member m
+     WHERE m.org_id IN (SELECT id FROM organization WHERE path LIKE :scope) AND m.active) AS members,
+    COALESCE(SUM(pushed), 0) AS pushed,
+    COALESCE(SUM(returned), 0) AS returned,
+    COALESCE(""" + _RESPONDED + """, 0) AS responded,
+    """ + _PEOPLE + """ AS people,
     COALESCE(SUM(answers), 0) AS valid_answers,
     COALESCE(SUM(correct), 0) AS correct_answers,
     COALESCE(SUM(late), 0) AS late_answers,
     COALESCE(SUM(retired), 0) AS retired_answers
-FROM member_rounds""",
+FROM report_member_round""",
 )
 
 ITEMS = Query(
     "items", "各题正确率",
     "One row per item answered. people = distinct members (the privacy floor applies to it).",
-    _with(_BASE, _VALID)
-    + """SELECT n.item_id, bi.stem, bi.type, bi.answer AS answer_key, n.answers, n.correct, n.people
+    """SELECT n.item_id, bi.stem, bi.type, bi.answer AS answer_key, n.answers, n.correct, n.people
 FROM (
-    SELECT item_id, COUNT(*) AS answers, """ + _CORRECT + """ AS correct,
-           COUNT(DISTINCT member_id) AS people
-    FROM valid GROUP BY item_id
+    SELECT item_id, COUNT(*) AS answers, SUM(correct) AS correct, COUNT(DISTINCT member_id) AS people
+    FROM report_answer GROUP BY item_id
 ) n
 JOIN bankitem bi ON bi.id = n.item_id
 ORDER BY n.item_id""",
@@ -157,8 +180,8 @@ OPTIONS = Query(
     "options", "各题选项分布（图表）",
     "One row per item and exact choice ('ACD' for a multiple-choice answer). The charts count "
     "a multiple-choice answer towards each letter it contains.",
-    _with(_BASE, _VALID) + """SELECT item_id, choice, COUNT(*) AS answers
-FROM valid
+    """SELECT item_id, choice, COUNT(*) AS answers
+FROM report_answer
 GROUP BY item_id, choice
 ORDER BY item_id, choice""",
 )
@@ -166,10 +189,9 @@ ORDER BY item_id, choice""",
 TOPICS = Query(
     "topics", "各主题正确率",
     "One row per topic; an item with two topics counts in both.",
-    _with(_BASE, _VALID) + """SELECT it.topic, COUNT(DISTINCT v.item_id) AS items, COUNT(*) AS answers,
-       SUM(CASE WHEN v.correct THEN 1 ELSE 0 END) AS correct,
+    """SELECT it.topic, COUNT(DISTINCT v.item_id) AS items, COUNT(*) AS answers, SUM(v.correct) AS correct,
        COUNT(DISTINCT v.member_id) AS people
-FROM valid v JOIN itemtopic it ON it.item_id = v.item_id
+FROM report_answer v JOIN itemtopic it ON it.item_id = v.item_id
 GROUP BY it.topic
 ORDER BY it.topic""",
 )
@@ -178,50 +200,35 @@ WEEKS = Query(
     "weeks", "分周趋势",
     "One row per local calendar week (Monday) in which rounds reached the scope. pushed_people = "
     "distinct members pushed that week.",
-    _with(_BASE, _PUSHED, _MEMBER_ROUNDS) + """, round_weeks AS (
-    SELECT round_id, {week} AS week FROM period_rounds
-),
-pushed_by_week AS (
-    SELECT rw.week, COUNT(DISTINCT p.round_id) AS rounds, COUNT(*) AS pushed,
-           COUNT(DISTINCT p.member_id) AS pushed_people
-    FROM pushed p JOIN round_weeks rw ON rw.round_id = p.round_id GROUP BY rw.week
-),
-answers_by_week AS (
-    SELECT rw.week, COUNT(*) AS responded, SUM(mr.answers) AS answers, SUM(mr.correct) AS correct,
-           COUNT(DISTINCT mr.member_id) AS people
-    FROM member_rounds mr JOIN round_weeks rw ON rw.round_id = mr.round_id
-    WHERE mr.answers > 0 GROUP BY rw.week
-)
-SELECT p.week, p.rounds, p.pushed, COALESCE(a.responded, 0) AS responded,
-       COALESCE(a.answers, 0) AS answers, COALESCE(a.correct, 0) AS correct,
-       COALESCE(a.people, 0) AS people, p.pushed_people
-FROM pushed_by_week p
-LEFT JOIN answers_by_week a ON a.week = p.week
-ORDER BY p.week""",
+    """SELECT w.week, COUNT(DISTINCT CASE WHEN mr.pushed = 1 THEN mr.round_id END) AS rounds,
+       SUM(mr.pushed) AS pushed, """ + _RESPONDED.replace("answers", "mr.answers") + """ AS responded,
+       SUM(mr.answers) AS answers, SUM(mr.correct) AS correct,
+       COUNT(DISTINCT CASE WHEN mr.answers > 0 THEN mr.member_id END) AS people,
+       COUNT(DISTINCT CASE WHEN mr.pushed = 1 THEN mr.member_id END) AS pushed_people
+FROM report_member_round mr
+JOIN (SELECT id AS round_id, {week} AS week FROM round
+      WHERE id IN (SELECT round_id FROM report_member_round)) w ON w.round_id = mr.round_id
+GROUP BY w.week
+HAVING SUM(mr.pushed) > 0
+ORDER BY w.week""",
 )
 
 UNITS = Query(
     "units", "下级组织对比",
     "One row per child organisation (its whole subtree) plus one for members attached directly "
-    "to the scope organisation. For a branch's rank among its siblings, run it with the parent "
-    "as the scope.",
-    _with(_BASE, _PUSHED, _UNITS, _MEMBER_ROUNDS) + """, unit_pushed AS (
-    SELECT mu.unit_id, COUNT(*) AS pushed, COUNT(DISTINCT p.member_id) AS pushed_people
-    FROM pushed p JOIN member_unit mu ON mu.member_id = p.member_id GROUP BY mu.unit_id
-),
-unit_answers AS (
-    SELECT mu.unit_id, COUNT(*) AS responded, SUM(mr.answers) AS answers, SUM(mr.correct) AS correct,
-           COUNT(DISTINCT mr.member_id) AS people
-    FROM member_rounds mr JOIN member_unit mu ON mu.member_id = mr.member_id
-    WHERE mr.answers > 0 GROUP BY mu.unit_id
-)
-SELECT u.unit_id, u.unit_name, COALESCE(p.pushed, 0) AS pushed,
+    "to the scope organisation. For a branch's rank among its siblings, fill the working set "
+    "with the parent as the scope (its member-rounds only) and run this.",
+    _with(_UNITS) + """SELECT u.unit_id, u.unit_name, COALESCE(a.pushed, 0) AS pushed,
        COALESCE(a.responded, 0) AS responded, COALESCE(a.answers, 0) AS answers,
        COALESCE(a.correct, 0) AS correct, COALESCE(a.people, 0) AS people,
-       COALESCE(p.pushed_people, 0) AS pushed_people
+       COALESCE(a.pushed_people, 0) AS pushed_people
 FROM units u
-LEFT JOIN unit_pushed p ON p.unit_id = u.unit_id
-LEFT JOIN unit_answers a ON a.unit_id = u.unit_id
+LEFT JOIN (
+    SELECT unit_id, SUM(pushed) AS pushed, """ + _RESPONDED + """ AS responded, SUM(answers) AS answers,
+           SUM(correct) AS correct, """ + _PEOPLE + """ AS people,
+           COUNT(DISTINCT CASE WHEN pushed = 1 THEN member_id END) AS pushed_people
+    FROM report_member_round GROUP BY unit_id
+) a ON a.unit_id = u.unit_id
 ORDER BY u.unit_id""",
 )
 
@@ -230,14 +237,13 @@ MEMBER_SCORES = Query(
     "One row per member pushed in the period: their unit, 行政级别 ordinal, 入党年份 and valid "
     "answers. The per-member test across units and the correlations run on these vectors; no "
     "member row is ever shown.",
-    _with(_BASE, _PUSHED, _UNITS, _MEMBER_ROUNDS, _SCORES)
-    + """SELECT p.member_id, mu.unit_id, m.rank_level, m.joined_party_year,
-       COALESCE(s.answers, 0) AS answers, COALESCE(s.correct, 0) AS correct
-FROM (SELECT member_id FROM scope_members WHERE member_id IN (SELECT member_id FROM pushed)) p
-JOIN member m ON m.id = p.member_id
-LEFT JOIN member_unit mu ON mu.member_id = p.member_id
-LEFT JOIN scores s ON s.member_id = p.member_id
-ORDER BY p.member_id""",
+    """SELECT s.member_id, s.unit_id, m.rank_level, m.joined_party_year, s.answers, s.correct
+FROM (
+    SELECT member_id, MIN(unit_id) AS unit_id, SUM(answers) AS answers, SUM(correct) AS correct
+    FROM report_member_round GROUP BY member_id HAVING SUM(pushed) > 0
+) s
+JOIN member m ON m.id = s.member_id
+ORDER BY s.member_id""",
 )
 
 BY_ATTRIBUTE = Query(
@@ -248,7 +254,11 @@ BY_ATTRIBUTE = Query(
     "years, 2 = 5–9, 3 = 10–19, 4 = 20–29, 5 = 30 and more); 'tag': each cohort tag in "
     "member.tags (a member with two tags counts in both; members without tags are not in it). "
     "NULL = not recorded.",
-    _with(_BASE, _MEMBER_ROUNDS, _SCORES) + """, scored AS (
+    """WITH scores AS (
+    SELECT member_id, SUM(answers) AS answers, SUM(correct) AS correct
+    FROM report_member_round GROUP BY member_id HAVING SUM(answers) > 0
+),
+scored AS (
     SELECT s.answers, s.correct, m.rank_level, m.position, m.tags,
            CASE WHEN m.joined_party_year IS NULL THEN NULL
                 WHEN :year - m.joined_party_year < 5 THEN 1
@@ -274,27 +284,26 @@ GROUP BY t.value
 ORDER BY 1, 2""",
 )
 
-# The rounds of the period that reached the scope (a delivery to one of its members).
-_REACHED = """reached AS (
-    SELECT pr.round_id, pr.opens_at FROM period_rounds pr
-    WHERE EXISTS (SELECT 1 FROM delivery d
-                  WHERE d.round_id = pr.round_id AND d.member_id IN (SELECT member_id FROM scope_members))
+# The latest :max_rounds rounds of the period that reached the scope (a delivery to one of its
+# members): the rounds given an item analysis.
+_ANALYSED = """analysed AS (
+    SELECT p.round_id, p.pushed
+    FROM (SELECT round_id, SUM(pushed) AS pushed FROM report_member_round GROUP BY round_id) p
+    JOIN round r ON r.id = p.round_id
+    WHERE p.pushed > 0
+    ORDER BY r.opens_at DESC, r.id DESC
+    LIMIT :max_rounds
 )"""
 
 ROUNDS = Query(
     "rounds", "题目质量分析：轮次",
     "The latest :max_rounds rounds of the period that reached the scope (older ones are in older "
     "reports), oldest first: current (not retired) items and members pushed.",
-    _with(_BASE, _REACHED) + """, analysed AS (
-    SELECT round_id FROM reached ORDER BY opens_at DESC, round_id DESC LIMIT :max_rounds
-)
-SELECT r.id AS round_id, r.title, r.opens_at,
+    _with(_ANALYSED) + """SELECT r.id AS round_id, r.title, r.opens_at,
        (SELECT COUNT(*) FROM rounditem ri JOIN bankitem bi ON bi.id = ri.item_id
         WHERE ri.round_id = r.id AND bi.status <> 'retired') AS items,
-       (SELECT COUNT(*) FROM delivery d
-        WHERE d.round_id = r.id AND d.member_id IN (SELECT member_id FROM scope_members)) AS pushed
-FROM round r
-WHERE r.id IN (SELECT round_id FROM analysed)
+       a.pushed
+FROM analysed a JOIN round r ON r.id = a.round_id
 ORDER BY r.opens_at, r.id""",
 )
 
@@ -306,10 +315,7 @@ ROUND_MARKS = Query(
     "time count (Moodle's finished attempts). Every item-analysis figure (facility, SD, "
     "discrimination, efficiency, Cronbach's α) is a function of these counts: an item's marks "
     "and rest-of-test scores are the pairs (mark, total − mark), each repeated members times.",
-    _with(_BASE, _REACHED, _MEMBER_ROUNDS) + """, analysed AS (
-    SELECT round_id FROM reached ORDER BY opens_at DESC, round_id DESC LIMIT :max_rounds
-),
-round_size AS (
+    _with(_ANALYSED) + """, round_size AS (
     SELECT ri.round_id, COUNT(*) AS items
     FROM rounditem ri JOIN bankitem bi ON bi.id = ri.item_id
     WHERE ri.round_id IN (SELECT round_id FROM analysed) AND bi.status <> 'retired'
@@ -317,28 +323,24 @@ round_size AS (
 ),
 complete AS (
     SELECT mr.member_id, mr.round_id, mr.correct AS total
-    FROM member_rounds mr JOIN round_size rs ON rs.round_id = mr.round_id
+    FROM report_member_round mr JOIN round_size rs ON rs.round_id = mr.round_id
     WHERE mr.answers = rs.items
 )
-SELECT a.round_id, a.item_id, CASE WHEN a.correct THEN 1 ELSE 0 END AS mark, c.total, COUNT(*) AS members
-FROM answer a JOIN complete c ON c.member_id = a.member_id AND c.round_id = a.round_id
-WHERE a.round_id IN (SELECT round_id FROM analysed)
-  AND NOT a.late
-  AND a.item_id NOT IN (SELECT id FROM bankitem WHERE status = 'retired')
-GROUP BY a.round_id, a.item_id, CASE WHEN a.correct THEN 1 ELSE 0 END, c.total
-ORDER BY a.round_id, a.item_id, mark, c.total""",
+SELECT a.round_id, a.item_id, a.correct AS mark, c.total, COUNT(*) AS members
+FROM report_answer a JOIN complete c ON c.member_id = a.member_id AND c.round_id = a.round_id
+GROUP BY a.round_id, a.item_id, a.correct, c.total
+ORDER BY a.round_id, a.item_id, a.correct, c.total""",
 )
 
 NONRESPONDERS = Query(
     "nonresponders", "未作答名单（仅在组织开启后）",
     "Members pushed in the period and the rounds they left without a valid answer. Run only "
     "when the organisation (or an ancestor) has named_nonresponders switched on.",
-    _with(_BASE, _PUSHED, _MEMBER_ROUNDS) + """SELECT m.id AS member_id, m.name, o.name AS org_name, COUNT(*) AS missed
-FROM pushed p
-JOIN member m ON m.id = p.member_id
+    """SELECT m.id AS member_id, m.name, o.name AS org_name, COUNT(*) AS missed
+FROM report_member_round mr
+JOIN member m ON m.id = mr.member_id
 JOIN organization o ON o.id = m.org_id
-WHERE NOT EXISTS (SELECT 1 FROM member_rounds mr
-                  WHERE mr.member_id = p.member_id AND mr.round_id = p.round_id AND mr.answers > 0)
+WHERE mr.pushed = 1 AND mr.answers = 0
 GROUP BY m.id, m.name, o.name
 ORDER BY o.name, m.name""",
 )
@@ -358,8 +360,12 @@ _TAGS = {
 _ROUND_FILTER = "\n      AND r.id = :round_id"
 
 
+def _dialect(name: str) -> str:
+    return "postgresql" if name.startswith("postgres") else "sqlite"
+
+
 def render(query: Query, dialect: str, *, single_round: bool = False) -> str:
-    dialect = "postgresql" if dialect.startswith("postgres") else "sqlite"
+    dialect = _dialect(dialect)
     return query.template.format(
         round_filter=_ROUND_FILTER if single_round else "",
         week=_WEEK[dialect], tags_join=_TAGS[dialect])
@@ -374,10 +380,16 @@ def markdown() -> str:
         "exactly these texts (a test keeps this file in step). Every figure of a report is one of",
         "these rows; Python only reshapes them and runs scipy on them.",
         "",
-        "How to reproduce a table by hand: bind the parameters and run the query in `sqlite3` or",
-        "`psql`. Timestamps are UTC; on SQLite they are stored as text `YYYY-MM-DD HH:MM:SS.ffffff`,",
-        "so bind `:start` / `:end` in that form (e.g. `2026-10-31 16:00:00.000000` for 1 November",
-        "in Asia/Shanghai).",
+        "How to reproduce a table by hand, in `sqlite3` or `psql`: bind the parameters, fill the",
+        "working set (below: drop, create and fill its two temporary tables, in one session), then",
+        "run the table's query in the same session. Timestamps are UTC; on SQLite they are stored",
+        "as text `YYYY-MM-DD HH:MM:SS.ffffff`, so bind `:start` / `:end` in that form (e.g.",
+        "`2026-10-31 16:00:00.000000` for 1 November in Asia/Shanghai).",
+        "",
+        "A report fills the working set once for its scope and period and runs every table on it;",
+        "for the comparison with the previous period (`summary`) and a branch's rank among its",
+        "siblings (`units` and `member_scores` with the parent as the scope) it fills",
+        "`report_member_round` again for that scope or period.",
         "",
         "| parameter | meaning |",
         "|---|---|",
@@ -402,19 +414,20 @@ def markdown() -> str:
         "## The answer tally (`answertally`)",
         "",
         "Member-level figures (response, totals, units, attributes, member scores) are read from a",
-        "small table with one row per member and round that has a stored answer, instead of from",
-        "every answer. It is, at every commit, exactly this aggregate of the answers:",
+        "small table with one row per member and round that was pushed or answered, instead of from",
+        "every answer and delivery. It is, at every commit, exactly this aggregate:",
         "",
         "```sql",
-        tally.RECOUNT_SELECT + "\nGROUP BY member_id, round_id",
+        tally.DEFINITION,
         "```",
         "",
         "The answer path adds each newly stored answer to its row in the same transaction",
         "(`bot.reports.tally.count_answer`; a replayed answer stores nothing and counts nothing);",
-        "bulk loaders recount the rounds they wrote (`recount`); migration `0005_answer_tally`",
-        "backfilled it. It does not depend on an item's status, so retiring an item later changes no",
-        "stored row: the queries below subtract the on-time answers to retired items (CTE `retired`,",
-        "read from the answers by the `(round_id, item_id)` index). To check it against the answers",
+        "opening a round marks its deliveries' rows (`count_deliveries`, one statement); bulk loaders",
+        "recount the rounds they wrote (`recount`); migrations `0005_answer_tally` and",
+        "`0006_tally_pushed` backfilled it. It does not depend on an item's status, so retiring an",
+        "item later changes no stored row: the working set subtracts the on-time answers to retired",
+        "items (CTE `retired`, read from the answers by the `(round_id, item_id)` index). To check it",
         "(no row means it is right):",
         "",
         "```sql",
@@ -422,8 +435,15 @@ def markdown() -> str:
         "```",
         "",
     ]
+    out += ["## The working set", ""]
+    for w in WORKING_SET:
+        drop, create = w.ddl("sqlite")
+        out += [f"### `{w.name}` — {w.fill.title}", "", w.fill.notes, "", "```sql", drop + ";", create + ";",
+                render(w.fill, "sqlite") + ";", "```", "",
+                f"On PostgreSQL the first line reads `{w.ddl('postgresql')[0]};`.", ""]
+    out += ["## The report tables", ""]
     for q in ALL:
-        out += [f"## `{q.name}` — {q.title}", "", q.notes, "", "```sql", render(q, "sqlite"), "```", ""]
+        out += [f"### `{q.name}` — {q.title}", "", q.notes, "", "```sql", render(q, "sqlite"), "```", ""]
         pg = render(q, "postgresql")
         if pg != render(q, "sqlite"):
             diff = [line for line in pg.splitlines() if line not in render(q, "sqlite").splitlines()]

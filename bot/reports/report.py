@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlmodel import col, select
@@ -38,7 +39,16 @@ from bot.reports.model import (
     WeekRow,
 )
 from bot.reports.period import Period, previous_period
-from bot.reports.stats import Scope, as_date, item_stats, latest_round_period, run, summary_row
+from bot.reports.stats import (
+    Scope,
+    as_date,
+    drop_working_set,
+    fill_working_set,
+    item_stats,
+    latest_round_period,
+    run,
+    summary_row,
+)
 from bot.reports.wording import fmt_p, r3
 from bot.storage.models import BankItem, Organization, Round, RoundItem
 
@@ -54,50 +64,52 @@ async def full_report(
 ) -> FullReport:
     now = now or datetime.now(UTC)
     scope = Scope(org, period, tz)
+    rnd = await session.get(Round, period.round_id) if period.round_id is not None else None
+    await fill_working_set(session, scope)  # every section reads it (docs/reports-sql.md)
     row = await summary_row(session, scope)
     withheld = row.people < min_group
     names = await org_path_names(session, org)
     if period.round_id is not None:
-        rnd = await session.get(Round, period.round_id)
         label = (rnd.title or period.label) if rnd else period.label
         period_text = f"{label}（{rnd.opens_at.astimezone(tz):%Y年%m月%d日}开启）" if rnd else label
     else:
         period_text = period.describe(tz)
-    base = dict(
-        org_id=org.id, org_name=org.name, period_label=period.label, members=row.members,
+    nonresponders = await _nonresponders(session, scope)
+    sections: dict[str, Any] = {"items": [], "ci": None}
+    if not withheld:
+        scores = await _member_scores(session, scope)
+        sections = dict(
+            items=await item_stats(session, scope, min_group=min_group),
+            ci=wilson(row.correct_answers, row.valid_answers),
+            topics=await _topics(session, scope, min_group, topic_names or {}),
+            weeks=await _weeks(session, scope, min_group),
+            units=await _units(session, scope, min_group, scores) if await _has_children(session, org) else None,
+            attributes=await _attributes(session, scope, min_group),
+            correlations=_correlations(scores, min_group, scope.params()["year"]),
+            rounds=await _rounds(session, scope, min_group),
+        )
+        # Last: these two fill the working set's member-rounds again for their own scope or period.
+        sections["sibling_rank"] = await _sibling_rank(session, org, period, tz, min_group)
+    previous = await _previous(session, org, period, rnd, tz, min_group, now)
+    await drop_working_set(session)
+    return FullReport(
+        org_id=org.id, org_name=org.name, period_label=period.label, members=row.members,  # type: ignore[arg-type]
         pushed=row.pushed, responded=row.responded, valid_answers=row.valid_answers,
         correct_answers=row.correct_answers, late_answers=row.late_answers, withheld=withheld,
         min_group=min_group, returned=row.returned, people=row.people,
         retired_answers=row.retired_answers, org_path="/".join(names), period_text=period_text,
-        generated_at=now, previous=await _previous(session, org, period, tz, min_group, now),
-        nonresponders=await _nonresponders(session, scope),
-    )
-    if withheld:
-        return FullReport(items=[], ci=None, **base)  # type: ignore[arg-type]
-    scores = await _member_scores(session, scope)
-    units = await _units(session, scope, min_group, scores) if await _has_children(session, org) else None
-    return FullReport(
-        items=await item_stats(session, scope, min_group=min_group),
-        ci=wilson(row.correct_answers, row.valid_answers),
-        topics=await _topics(session, scope, min_group, topic_names or {}),
-        weeks=await _weeks(session, scope, min_group),
-        units=units,
-        sibling_rank=await _sibling_rank(session, org, period, tz, min_group),
-        attributes=await _attributes(session, scope, min_group),
-        correlations=_correlations(scores, min_group, scope.params()["year"]),
-        rounds=await _rounds(session, scope, min_group),
-        **base,  # type: ignore[arg-type]
+        generated_at=now, previous=previous, nonresponders=nonresponders, **sections,
     )
 
 
 # --- sections -------------------------------------------------------------------------------
 
 
-async def _previous(session: AsyncSession, org: Organization, period: Period, tz: ZoneInfo,
+async def _previous(session: AsyncSession, org: Organization, period: Period, rnd: Round | None, tz: ZoneInfo,
                     min_group: int, now: datetime) -> Previous | None:
+    """The same scope's previous round or period: refills the working set's member-rounds."""
     prev: Period | None
     if period.round_id is not None:
-        rnd = await session.get(Round, period.round_id)
         prev = await latest_round_period(session, org, now, before=rnd.opens_at) if rnd else None
         label = f"上一轮（{prev.label}）" if prev else ""
     else:
@@ -105,7 +117,9 @@ async def _previous(session: AsyncSession, org: Organization, period: Period, tz
         label = prev.describe(tz) if prev else ""
     if prev is None:
         return None
-    row = await summary_row(session, Scope(org, prev, tz))
+    earlier = Scope(org, prev, tz)
+    await fill_working_set(session, earlier, answers=False)
+    row = await summary_row(session, earlier)
     if row.valid_answers == 0:
         return None
     return Previous(label, row.valid_answers, row.correct_answers, row.people < min_group)
@@ -148,7 +162,8 @@ async def _has_children(session: AsyncSession, org: Organization) -> bool:
         is not None
 
 
-async def _units(session: AsyncSession, scope: Scope, min_group: int, scores: list | None = None) -> UnitComparison:
+async def _units(session: AsyncSession, scope: Scope, min_group: int, scores: list | None = None,
+                 *, intervals: bool = True) -> UnitComparison:
     rows = await run(session, queries.UNITS, scope)
     if scores is None:
         scores = await _member_scores(session, scope)
@@ -164,7 +179,8 @@ async def _units(session: AsyncSession, scope: Scope, min_group: int, scores: li
             units.append(UnitRow(int(org_id), label, 0, 0, 0, 0, 0, True, direct))
             continue
         units.append(UnitRow(int(org_id), label, int(pushed), int(responded), int(answers), int(correct),
-                             int(people), False, direct, ci=wilson(int(correct), int(answers))))
+                             int(people), False, direct,
+                             ci=wilson(int(correct), int(answers)) if intervals else None))
     ranked = [u for u in units if not u.direct and u.accuracy is not None]
     ranks = _competition_ranks([u.accuracy for u in ranked])  # type: ignore[misc]
     rank_of = {u.org_id: r for u, r in zip(ranked, ranks, strict=True)}
@@ -197,7 +213,10 @@ async def _sibling_rank(session: AsyncSession, org: Organization, period: Period
     parent = await session.get(Organization, org.parent_id)
     if parent is None:
         return None
-    comparison = await _units(session, Scope(parent, period, tz), min_group)
+    siblings = Scope(parent, period, tz)
+    await fill_working_set(session, siblings, answers=False)
+    # Only the rank and the two tests are shown: the siblings' own intervals are not computed.
+    comparison = await _units(session, siblings, min_group, intervals=False)
     ranked = [u for u in comparison.units if u.rank is not None]
     mine = next((u for u in ranked if u.org_id == org.id), None)
     if mine is None or len(ranked) < 2:

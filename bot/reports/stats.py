@@ -46,8 +46,7 @@ class Scope:
         }
 
 
-async def run(session: AsyncSession, query: queries.Query, scope: Scope, **extra: Any) -> list[Any]:
-    """Execute one documented query with the scope's parameters (only those it names)."""
+def _statement(session: AsyncSession, query: queries.Query, scope: Scope, extra: dict[str, Any]) -> tuple[Any, dict]:
     dialect = session.bind.dialect.name if session.bind else "sqlite"
     sql = queries.render(query, dialect, single_round=scope.period.round_id is not None)
     values = {**scope.params(), **extra}
@@ -56,13 +55,41 @@ async def run(session: AsyncSession, query: queries.Query, scope: Scope, **extra
         *(bindparam(n, type_=UTCDateTime()) if n in ("start", "end") else bindparam(n) for n in sorted(names)))
     if query is queries.ROUNDS:
         stmt = stmt.columns(opens_at=UTCDateTime())  # type: ignore[assignment]
+    return stmt, {n: values[n] for n in names}
+
+
+async def run(session: AsyncSession, query: queries.Query, scope: Scope, **extra: Any) -> list[Any]:
+    """Execute one documented query with the scope's parameters (only those it names)."""
+    stmt, params = _statement(session, query, scope, extra)
+    result = await session.exec(stmt, params=params)  # type: ignore[call-overload]
+    return list(result.all())
+
+
+async def fill_working_set(session: AsyncSession, scope: Scope, *, answers: bool = True) -> None:
+    """The report's working set (docs/reports-sql.md): the scope's member-rounds of the period
+    and, with `answers`, its valid answers, as temporary tables that every report query reads.
+    Filling again replaces them (without `answers`, the answers table is dropped, not left
+    behind for another scope). They live in this session's connection; `drop_working_set`."""
+    dialect = session.bind.dialect.name if session.bind else "sqlite"
     if dialect == "postgresql":
         # asyncpg reuses prepared statements, and after five runs PostgreSQL may switch to a
         # generic plan that ignores which round or scope is asked for (seen: 0.3 s → 10 s per
-        # round at a million answers). Plan each report query for its actual parameters.
+        # round at a million answers). Plan the report's statements for their actual values.
         await session.exec(text("SET LOCAL plan_cache_mode = force_custom_plan"))  # type: ignore[call-overload]
-    result = await session.exec(stmt, params={n: values[n] for n in names})  # type: ignore[call-overload]
-    return list(result.all())
+    for table in queries.WORKING_SET:
+        for ddl in table.ddl(dialect):
+            if table is queries.MEMBER_ROUNDS or answers or ddl.startswith("DROP"):
+                await session.exec(text(ddl))  # type: ignore[call-overload]
+        if table is queries.MEMBER_ROUNDS or answers:
+            stmt, params = _statement(session, table.fill, scope, {})
+            await session.exec(stmt, params=params)  # type: ignore[call-overload]
+
+
+async def drop_working_set(session: AsyncSession) -> None:
+    """Free the working set's temporary tables (a report's session may live on in the pool)."""
+    dialect = session.bind.dialect.name if session.bind else "sqlite"
+    for table in queries.WORKING_SET:
+        await session.exec(text(table.ddl(dialect)[0]))  # type: ignore[call-overload]
 
 
 def as_date(value: Any) -> date:
@@ -102,6 +129,7 @@ class SummaryRow:
 
 
 async def summary_row(session: AsyncSession, scope: Scope) -> SummaryRow:
+    """The summary of the working set filled for `scope`."""
     (row,) = await run(session, queries.SUMMARY, scope)
     return SummaryRow(*(int(v or 0) for v in row))
 
@@ -140,9 +168,11 @@ async def branch_summary(
 ) -> BranchSummary:
     """The short summary: response, overall share correct (Wilson interval), per item."""
     scope = Scope(org, period, tz or ZoneInfo("Asia/Shanghai"))
+    await fill_working_set(session, scope)
     row = await summary_row(session, scope)
     withheld = row.people < min_group
     items = [] if withheld else await item_stats(session, scope, min_group=min_group)
+    await drop_working_set(session)
     return BranchSummary(
         org_id=org.id, org_name=org.name, period_label=period.label,  # type: ignore[arg-type]
         members=row.members, pushed=row.pushed, responded=row.responded,

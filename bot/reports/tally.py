@@ -1,13 +1,14 @@
-"""The answer tally: stored answers counted per member and round (`AnswerTally`).
+"""The answer tally: deliveries and stored answers counted per member and round (`AnswerTally`).
 
 Reports read their member-level figures (response, totals, units, attributes, member scores)
-from this small table instead of re-deriving them from every answer. It must equal
-`RECOUNT_SELECT` over the answers at every commit, so:
+from this small table instead of re-deriving them from every answer and delivery. It must
+equal `DEFINITION` over the deliveries and answers at every commit, so:
 
 - the answer path calls `count_answer` for each answer it newly stored, in the same
   transaction (a replayed answer stores nothing and counts nothing);
+- opening a round calls `count_deliveries` once its deliveries are inserted, same transaction;
 - bulk loaders (`qingfeng dev seed`, test builders) call `recount` for the rounds they wrote;
-- whatever ever updates or deletes answers must `recount` the rounds it touched.
+- whatever ever updates or deletes answers or deliveries must `recount` the rounds it touched.
 
 Item status is deliberately not part of it: retiring an item later changes no stored count,
 and the report queries subtract on-time answers to retired items themselves.
@@ -25,32 +26,45 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.storage.models import AnswerTally
 
-# The definition, also used by the migration's backfill and the consistency test.
-RECOUNT_SELECT = """SELECT member_id, round_id,
-       SUM(CASE WHEN NOT late THEN 1 ELSE 0 END) AS on_time,
-       SUM(CASE WHEN NOT late AND correct THEN 1 ELSE 0 END) AS on_time_correct,
-       SUM(CASE WHEN late THEN 1 ELSE 0 END) AS late
-FROM answer"""
-_GROUP = "\nGROUP BY member_id, round_id"
+_SELECT = """SELECT member_id, round_id,
+       SUM(on_time) AS on_time, SUM(on_time_correct) AS on_time_correct, SUM(late) AS late,
+       MAX(pushed) AS pushed
+FROM (
+    SELECT member_id, round_id, 0 AS on_time, 0 AS on_time_correct, 0 AS late, 1 AS pushed
+    FROM delivery{where}
+    UNION ALL
+    SELECT member_id, round_id, CASE WHEN NOT late THEN 1 ELSE 0 END,
+           CASE WHEN NOT late AND correct THEN 1 ELSE 0 END, CASE WHEN late THEN 1 ELSE 0 END, 0
+    FROM answer{where}
+) x
+GROUP BY member_id, round_id"""
+_COLUMNS = "member_id, round_id, on_time, on_time_correct, late, pushed"
 
-# Rows on which the tally and the answers disagree, either way: none when the tally is right.
+# The definition, also used by the migrations' backfills and the consistency test.
+DEFINITION = _SELECT.format(where="")
+
+# Rows on which the tally and its definition disagree, either way: none when the tally is right.
 MISMATCHES = f"""WITH fresh AS (
-{RECOUNT_SELECT}{_GROUP}
+{DEFINITION}
 ),
 stored AS (
-SELECT member_id, round_id, on_time, on_time_correct, late FROM answertally
+SELECT {_COLUMNS} FROM answertally
 )
 SELECT 'wrong or missing in answertally' AS problem, a.* FROM (SELECT * FROM fresh EXCEPT SELECT * FROM stored) a
 UNION ALL
-SELECT 'not in the answers', b.* FROM (SELECT * FROM stored EXCEPT SELECT * FROM fresh) b"""
-_COLUMNS = "(member_id, round_id, on_time, on_time_correct, late)"
+SELECT 'not in the definition', b.* FROM (SELECT * FROM stored EXCEPT SELECT * FROM fresh) b"""
+
+# After a round's deliveries are inserted: mark them, one statement, whatever their number.
+_DELIVERED = f"""INSERT INTO answertally ({_COLUMNS})
+SELECT member_id, round_id, 0, 0, 0, 1 FROM delivery WHERE round_id = :round_id
+ON CONFLICT (member_id, round_id) DO UPDATE SET pushed = 1"""
 
 
 def recount_sql(*, rounds: bool) -> tuple[str, str]:
     """DELETE and INSERT … SELECT that rebuild the tally (of the rounds in :round_ids, or all)."""
-    where = "\nWHERE round_id IN :round_ids" if rounds else ""
-    return (f"DELETE FROM answertally{where}",
-            f"INSERT INTO answertally {_COLUMNS}\n{RECOUNT_SELECT}{where}{_GROUP}")
+    where = "\n    WHERE round_id IN :round_ids" if rounds else ""
+    return (f"DELETE FROM answertally{where.replace('    ', '')}",
+            f"INSERT INTO answertally ({_COLUMNS})\n{_SELECT.format(where=where)}")
 
 
 async def count_answer(conn: AsyncSession | AsyncConnection, *, member_id: int, round_id: int, correct: bool,
@@ -61,10 +75,15 @@ async def count_answer(conn: AsyncSession | AsyncConnection, *, member_id: int, 
     table = AnswerTally.__table__  # type: ignore[attr-defined]
     insert: Any = postgresql.insert(table) if _dialect(conn) == "postgresql" else sqlite.insert(table)
     stmt = insert.values(member_id=member_id, round_id=round_id, on_time=0 if late else 1,
-                         on_time_correct=int(correct and not late), late=int(late))
+                         on_time_correct=int(correct and not late), late=int(late), pushed=0)
     stmt = stmt.on_conflict_do_update(index_elements=["member_id", "round_id"], set_={
         c: table.c[c] + stmt.excluded[c] for c in ("on_time", "on_time_correct", "late")})
     await _execute(conn, stmt)
+
+
+async def count_deliveries(conn: AsyncSession | AsyncConnection, round_id: int) -> None:
+    """Mark the member-rounds of a newly opened round's deliveries: one statement, same transaction."""
+    await _execute(conn, text(_DELIVERED), {"round_id": round_id})
 
 
 async def recount(conn: AsyncSession | AsyncConnection, round_ids: Sequence[int] | None = None) -> None:

@@ -346,10 +346,11 @@ class Notification(SQLModel, table=True):
 
 
 class AnswerTally(SQLModel, table=True):
-    """Stored answers counted per member and round, so a report's member-level figures read a
-    few thousand rows instead of a million answers. Kept in the answer's own transaction by
-    `bot.reports.tally` (one upsert per new answer); bulk loaders recount. It does not depend on
-    an item's status: reports subtract on-time answers to items retired since (docs/reports-sql.md)."""
+    """Deliveries and stored answers counted per member and round, so a report's member-level
+    figures read a few thousand rows instead of a million answers and half a million deliveries.
+    Kept in the writing transaction by `bot.reports.tally` (one upsert per new answer, one
+    statement per opened round); bulk loaders recount. It does not depend on an item's status:
+    reports subtract on-time answers to items retired since (docs/reports-sql.md)."""
 
     __table_args__ = (sa.Index("ix_answertally_round_member", "round_id", "member_id"),
                       {"sqlite_with_rowid": False})
@@ -359,6 +360,7 @@ class AnswerTally(SQLModel, table=True):
     on_time: int = 0  # answers given by the deadline
     on_time_correct: int = 0
     late: int = 0
+    pushed: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # 1: a delivery row exists (0006)
 
 
 __all__ = [

@@ -171,6 +171,16 @@ def test_chi_square_and_wilson_known_values():
     assert kruskal([[0.5, 0.5], [0.5]]) is None  # all equal: no test
 
 
+def test_wilson_is_scipys_wilson_interval():
+    """Computed directly (scipy's binomtest first works out a p-value the report never reads)."""
+    from scipy import stats
+
+    for n in (1, 2, 5, 13, 34, 531, 10_000):
+        for k in sorted({0, 1, n // 3, n // 2, n - 1, n}):
+            ci = stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+            assert wilson(k, n) == pytest.approx((ci.low, ci.high), abs=1e-12)
+
+
 def test_withheld_keys_secondary_suppression():
     assert withheld_keys({"a": 12, "b": 3, "c": 7}, 5, partition=False) == {"b"}
     # One small row in a partition could be recovered from the total: the next smallest goes too.

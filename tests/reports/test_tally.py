@@ -7,12 +7,13 @@ from __future__ import annotations
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
+from alembic import command
 from sqlalchemy import text
 
 from bot.core.commands import SubmitAnswer
 from bot.reports.period import round_period
 from bot.reports.report import full_report
-from bot.reports.tally import MISMATCHES, RECOUNT_SELECT
+from bot.reports.tally import DEFINITION, MISMATCHES
 from bot.storage import migrate
 from bot.storage.bulk import insert_ignore
 from bot.storage.models import Answer
@@ -23,10 +24,11 @@ TZ = ZoneInfo("Asia/Shanghai")
 ITEMS = ["t-single-001", "t-judge-001", "t-multiple-001"]  # keys C, A, ACD
 
 
-async def _tally(app) -> dict[tuple[int, int], tuple[int, int, int]]:  # type: ignore[no-untyped-def]
+async def _tally(app) -> dict[tuple[int, int], tuple[int, int, int, int]]:  # type: ignore[no-untyped-def]
     async with app.db.session() as s:
-        rows = (await s.exec(text("SELECT member_id, round_id, on_time, on_time_correct, late FROM answertally"))).all()
-    return {(m, r): (int(a), int(c), int(late)) for m, r, a, c, late in rows}
+        rows = (await s.exec(text(
+            "SELECT member_id, round_id, on_time, on_time_correct, late, pushed FROM answertally"))).all()
+    return {(m, r): (int(a), int(c), int(late), int(p)) for m, r, a, c, late, p in rows}
 
 
 async def _mismatches(app) -> list:  # type: ignore[no-untyped-def]
@@ -34,10 +36,10 @@ async def _mismatches(app) -> list:  # type: ignore[no-untyped-def]
         return list((await s.exec(text(MISMATCHES))).all())
 
 
-async def _recounted(app) -> dict[tuple[int, int], tuple[int, int, int]]:  # type: ignore[no-untyped-def]
+async def _recounted(app) -> dict[tuple[int, int], tuple[int, int, int, int]]:  # type: ignore[no-untyped-def]
     async with app.db.session() as s:
-        rows = (await s.exec(text(RECOUNT_SELECT + "\nGROUP BY member_id, round_id"))).all()
-    return {(m, r): (int(a), int(c), int(late)) for m, r, a, c, late in rows}
+        rows = (await s.exec(text(DEFINITION))).all()
+    return {(m, r): (int(a), int(c), int(late), int(p)) for m, r, a, c, late, p in rows}
 
 
 async def test_service_answers_keep_the_tally_equal_to_the_answers(app, clock):
@@ -61,12 +63,15 @@ async def test_service_answers_keep_the_tally_equal_to_the_answers(app, clock):
     await say(m[0], "B", "t-judge-002", later.id)  # right (key B)
     await say(m[1], "A", "t-judge-002", later.id)  # wrong
 
-    # (on time, on time and right, late) per member and round, worked out from the lines above.
-    expected = {
-        (m[0].id, rnd.id): (3, 3, 0), (m[1].id, rnd.id): (3, 2, 0), (m[2].id, rnd.id): (3, 1, 0),
-        (m[3].id, rnd.id): (3, 3, 0), (m[4].id, rnd.id): (1, 1, 1), (m[5].id, rnd.id): (0, 0, 1),
-        (m[0].id, later.id): (1, 1, 0), (m[1].id, later.id): (1, 0, 0),
+    # (on time, on time and right, late, pushed) per member and round, worked out from the lines
+    # above: both rounds went to all 15 members of the tree (secretaries and the admin too).
+    expected = {(p.id, r.id): (0, 0, 0, 1) for p in [*tree.all_members(), tree.admin] for r in (rnd, later)}
+    expected |= {
+        (m[0].id, rnd.id): (3, 3, 0, 1), (m[1].id, rnd.id): (3, 2, 0, 1), (m[2].id, rnd.id): (3, 1, 0, 1),
+        (m[3].id, rnd.id): (3, 3, 0, 1), (m[4].id, rnd.id): (1, 1, 1, 1), (m[5].id, rnd.id): (0, 0, 1, 1),
+        (m[0].id, later.id): (1, 1, 0, 1), (m[1].id, later.id): (1, 0, 0, 1),
     }
+    assert len(expected) == 30
     assert await _tally(app) == expected
     assert await _recounted(app) == expected
     assert await _mismatches(app) == []
@@ -94,7 +99,7 @@ async def test_bulk_loads_recount_and_the_migration_backfills(app):
                                  for j, item in enumerate(ITEMS)])
     await b.answers(app, first, [(mid, "t-single-001", True) for mid in ids[10:]], late=True)
     await b.answers(app, first, [(ids[0], "t-single-001", False)])  # a repeat: ignored, recount unchanged
-    assert await _mismatches(app) == [] and len(await _tally(app)) == 12
+    assert await _mismatches(app) == [] and len(await _tally(app)) == 12  # one row per delivery
 
     # Answers written behind the tally's back (no recount) are caught by the check …
     second = await b.open_round(app, branch, ITEMS[:1], at=first.opens_at + timedelta(days=7))
@@ -103,10 +108,12 @@ async def test_bulk_loads_recount_and_the_migration_backfills(app):
             {"member_id": mid, "round_id": second.id, "item_id": ITEMS[0], "choice": "C", "correct": True,
              "late": False, "answered_at": second.opens_at, "channel": "console"} for mid in ids[:3]])
         await s.commit()
-    assert len(await _mismatches(app)) == 3
-    # … and the migration's backfill rebuilds the tally from the answers.
-    migrate._in_fresh_thread(migrate.command.downgrade, migrate.alembic_config(app.settings.database_url),
-                             "0005_answer_tally@-1")
+    # (each of the three rows is wrong both ways: the stored counts and the true ones)
+    assert sorted((r[0], r[1]) for r in await _mismatches(app)) == sorted(
+        (side, mid) for side in ('not in the definition', 'wrong or missing in answertally') for mid in ids[:3])
+    # … and the migrations' backfills rebuild the tally from the answers and deliveries.
+    migrate._in_fresh_thread(command.downgrade, migrate.alembic_config(app.settings.database_url),
+                             "0006_tally_pushed@-2")  # both tally revisions off, then on again
     migrate.upgrade(app.settings.database_url)
     assert await _mismatches(app) == []
-    assert len(await _tally(app)) == 15
+    assert len(await _tally(app)) == 24  # both rounds went to all 12
