@@ -19,6 +19,7 @@ def case_card(case: CaseStudy) -> CaseCard:
     return case_card_from(case.id, case.title, case.category, case.content)
 
 
+_RECORD = insert(CaseDelivery)
 _HISTORY = core_select(CaseDelivery.case_id, CaseDelivery.topic, CaseDelivery.delivered_at).where(
     col(CaseDelivery.member_id) == bindparam("member_id"))
 
@@ -53,7 +54,7 @@ async def pick_related_case(
         matching.sort(key=lambda c: (c[0] in seen, c[1].index(topic)))
         chosen = await catalog.case(conn, matching[0][0]) if matching else None
         if chosen is not None:
-            await conn.execute(insert(CaseDelivery), {
+            await conn.execute(_RECORD, {
                 "member_id": member_id, "case_id": chosen.case_id, "topic": topic, "reason": reason,
                 "delivered_at": now})
             if commit:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -44,8 +44,24 @@ def grade(key: str, choice: str) -> bool:
 
 
 @dataclass(frozen=True)
+class StoredAnswer:
+    """An answer row as stored (a plain value: building an ORM `Answer` costs more than the insert)."""
+
+    id: int
+    member_id: int
+    round_id: int
+    item_id: str
+    choice: str
+    correct: bool
+    late: bool
+    answered_at: datetime
+    latency_ms: int | None
+    channel: str
+
+
+@dataclass(frozen=True)
 class RecordedAnswer:
-    answer: Answer
+    answer: StoredAnswer
     duplicate: bool
 
 
@@ -191,19 +207,19 @@ async def record_answer(
         "correct": correct, "late": now > rnd.deadline, "answered_at": now,
         "latency_ms": latency_ms, "channel": channel,
     }
-    new_id = await insert_one_returning_id(session, Answer, row)
+    new_id = await insert_one_returning_id(session, Answer, row, prebuilt=True)
     if new_id is not None:  # the reports' answer tally moves with the answer, same transaction
         await count_answer(session, member_id=member_id, round_id=rnd.id, correct=correct, late=row["late"])
     if commit:
         await session.commit()
     if new_id is not None:
-        return RecordedAnswer(answer=Answer(id=new_id, **row), duplicate=False)
+        return RecordedAnswer(answer=StoredAnswer(id=new_id, **row), duplicate=False)
     stored = (await (await as_connection(session)).execute(_STORED_ANSWER, {
         "member_id": member_id, "round_id": rnd.id, "item_id": item.id})).one()
-    return RecordedAnswer(answer=Answer(**stored._asdict()), duplicate=True)
+    return RecordedAnswer(answer=StoredAnswer(**stored._asdict()), duplicate=True)
 
 
-_STORED_ANSWER = core_select(*Answer.__table__.c).where(  # type: ignore[attr-defined]
+_STORED_ANSWER = core_select(*(Answer.__table__.c[f.name] for f in fields(StoredAnswer))).where(  # type: ignore[attr-defined]
     col(Answer.member_id) == bindparam("member_id"), col(Answer.round_id) == bindparam("round_id"),
     col(Answer.item_id) == bindparam("item_id"))
 

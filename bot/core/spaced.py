@@ -32,6 +32,7 @@ _STATE = core_select(ReviewCard.card, ReviewCard.lapses, ReviewCard.due_at).wher
     col(ReviewCard.member_id) == bindparam("member_id"), col(ReviewCard.item_id) == bindparam("item_id"))
 _UPDATE = update(ReviewCard).where(
     col(ReviewCard.member_id) == bindparam("m_id"), col(ReviewCard.item_id) == bindparam("i_id"))
+_INSERT = insert(ReviewCard)
 _UNREAD: Any = object()
 
 
@@ -57,7 +58,7 @@ async def update_after_answer(
     values = {"card": card.to_dict(), "due_at": card.due,
               "lapses": (state.lapses if state is not None else 0) + (0 if correct else 1), "updated_at": now}
     if state is None:
-        await conn.execute(insert(ReviewCard), {"member_id": member_id, "item_id": item_id, **values})
+        await conn.execute(_INSERT, {"member_id": member_id, "item_id": item_id, **values})
     else:
         await conn.execute(_UPDATE, {"m_id": member_id, "i_id": item_id, **values})
     if commit:

@@ -72,13 +72,24 @@ async def count_answer(conn: AsyncSession | AsyncConnection, *, member_id: int, 
     """Add one newly stored answer to its member-round tally: one upsert, same transaction.
 
     `conn` is the ORM session or the bare connection the answer was inserted with."""
-    table = AnswerTally.__table__  # type: ignore[attr-defined]
-    insert: Any = postgresql.insert(table) if _dialect(conn) == "postgresql" else sqlite.insert(table)
-    stmt = insert.values(member_id=member_id, round_id=round_id, on_time=0 if late else 1,
-                         on_time_correct=int(correct and not late), late=int(late), pushed=0)
-    stmt = stmt.on_conflict_do_update(index_elements=["member_id", "round_id"], set_={
-        c: table.c[c] + stmt.excluded[c] for c in ("on_time", "on_time_correct", "late")})
-    await _execute(conn, stmt)
+    await _execute(conn, _count_statement(_dialect(conn)), {
+        "member_id": member_id, "round_id": round_id, "on_time": 0 if late else 1,
+        "on_time_correct": int(correct and not late), "late": int(late), "pushed": 0})
+
+
+_COUNT: dict[str, Any] = {}
+
+
+def _count_statement(dialect: str) -> Any:
+    """The upsert, built once per dialect (on the answer path, building it anew cost ~5 ms of CPU
+    per answer, more than the rest of the answer's statements together)."""
+    stmt = _COUNT.get(dialect)
+    if stmt is None:
+        table = AnswerTally.__table__  # type: ignore[attr-defined]
+        insert: Any = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+        stmt = _COUNT[dialect] = insert.on_conflict_do_update(index_elements=["member_id", "round_id"], set_={
+            c: table.c[c] + insert.excluded[c] for c in ("on_time", "on_time_correct", "late")})
+    return stmt
 
 
 async def count_deliveries(conn: AsyncSession | AsyncConnection, round_id: int) -> None:

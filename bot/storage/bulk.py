@@ -63,14 +63,24 @@ async def insert_one_ignore(
     return (result.rowcount or 0) > 0
 
 
+_PREBUILT: dict[tuple[str, str], Any] = {}
+
+
 async def insert_one_returning_id(
-    session: Executor, model: type[SQLModel], row: dict[str, Any]
+    session: Executor, model: type[SQLModel], row: dict[str, Any], *, prebuilt: bool = False,
 ) -> int | None:
-    """Insert one row unless it conflicts; the new id, or None on conflict (one round trip)."""
+    """Insert one row unless it conflicts; the new id, or None on conflict (one round trip).
+    `prebuilt`: one statement per table and dialect, the row passed as parameters (for a hot
+    path: building the statement costs more than running it)."""
     table = model.__table__  # type: ignore[attr-defined]
-    stmt = _insert(session, model).values(**row).on_conflict_do_nothing().returning(table.c.id)
-    result = await _execute(session, stmt)
-    return result.scalar_one_or_none()
+    if not prebuilt:
+        stmt = _insert(session, model).values(**row).on_conflict_do_nothing().returning(table.c.id)
+        return (await _execute(session, stmt)).scalar_one_or_none()
+    key = (table.name, dialect_name(session))
+    stmt = _PREBUILT.get(key)
+    if stmt is None:
+        stmt = _PREBUILT[key] = _insert(session, model).on_conflict_do_nothing().returning(table.c.id)
+    return (await (await as_connection(session)).execute(stmt, row)).scalar_one_or_none()
 
 
 async def upsert(
