@@ -14,21 +14,30 @@ the network call, stamped with the claiming process. So:
   channel) pass the same key again, so the receiver drops the repeat and the member sees the
   message once. Platforms without such keys (Telegram, WeChat) may show that member a second
   copy — at most the rows in flight when the process died, never a gap.
+
+Database work is group-committed: a worker that has sent a row hands in its outcome and asks
+for the next row, and one transaction marks every outcome handed in so far and claims a row
+for each worker asking (recipients read in the same transaction). A worker takes a new row only
+once its outcome is committed, so rows sent but not marked never exceed the workers (the
+concurrency), and a row is claimed only for a worker that sends it at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
 import uuid
+from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import SQLModel, col, or_, select
 
 from bot.channels.base import Messenger, Recipient, SendOutcome, SendStatus
@@ -138,40 +147,140 @@ async def candidates(db: Database, model: type[SQLModel], where: Sequence[Any], 
     return [r for r in found if r.status != DeliveryStatus.failed or retry_due(r, now)]
 
 
-async def _claim(db: Database, model: type[SQLModel], row: Outgoing, owner: str, now: datetime) -> bool:
-    m: Any = model
-    async with db.session() as session:
-        result = await session.exec(  # type: ignore[call-overload]
-            update(m).where(col(m.id) == row.id, col(m.status) == row.status, col(m.attempts) == row.attempts)
-            .values(status=DeliveryStatus.sending, claimed_by=owner, claimed_at=now, attempts=row.attempts + 1)
-        )
-        await session.commit()
-    return (result.rowcount or 0) == 1
+@dataclass
+class _Done:
+    """A row's outcome, to be marked."""
+
+    row: Outgoing
+    status: DeliveryStatus
+    channel: str | None = None
+    error: str | None = None
+    blocked: list[int] = field(default_factory=list)
 
 
-async def _mark(db: Database, model: type[SQLModel], row_id: int, owner: str, status: DeliveryStatus, *,
-                channel: str | None, error: str | None, blocked_identities: list[int], now: datetime) -> None:
-    m: Any = model
-    values: dict[str, Any] = {"status": status, "channel": channel, "last_error": (error or "")[:200] or None}
-    if status is DeliveryStatus.sent:
-        values["sent_at"] = now
-    async with db.session() as session:
-        await session.exec(  # type: ignore[call-overload]
-            update(m).where(col(m.id) == row_id, col(m.claimed_by) == owner,
-                            col(m.status) == DeliveryStatus.sending).values(**values))
-        if blocked_identities:
-            await session.exec(  # type: ignore[call-overload]
-                update(ChannelIdentity).where(col(ChannelIdentity.id).in_(blocked_identities))
-                .values(active=False))
-        await session.commit()
+@dataclass
+class _Claimed:
+    row: Outgoing
+    targets: list[tuple[str, Recipient]]
 
 
-async def recipients(db: Database, member_id: int, platforms: Collection[str]) -> list[tuple[str, Recipient]]:
-    async with db.session() as session:
-        rows = (await session.exec(select(ChannelIdentity).where(
-            ChannelIdentity.member_id == member_id, col(ChannelIdentity.active).is_(True),
-            col(ChannelIdentity.platform).in_(list(platforms))).order_by(col(ChannelIdentity.id)))).all()
-    return [(r.platform, Recipient(member_id, r.id, r.external_id)) for r in rows]  # type: ignore[arg-type]
+def _gave_up(row: Outgoing) -> bool:
+    """Kept dying while sending this one: stop resending it."""
+    return row.status == DeliveryStatus.sending and row.attempts >= MAX_ATTEMPTS
+
+
+class _Batches:
+    """Group commit of marks and claims for the workers of one `send_rows` call.
+
+    Workers call `next(outcome)`; a single coordinator takes every request waiting and, in one
+    transaction, marks the outcomes and claims as many rows as there are requests (each claim a
+    conditional UPDATE … RETURNING per (status, attempts), so two processes never both win).
+    """
+
+    def __init__(self, db: Database, model: type[SQLModel], rows: Sequence[Outgoing], platforms: Collection[str],
+                 *, owner: str, clock: Clock, stats: PushStats, should_stop: Callable[[], bool] | None,
+                 marked: Callable[[int], None]) -> None:
+        self.db, self.table, self.owner, self.clock = db, model.__table__, owner, clock  # type: ignore[attr-defined]
+        self.todo = deque(rows)
+        self.platforms = list(platforms)
+        self.stats, self.should_stop, self.marked = stats, should_stop, marked
+        self.requests: asyncio.Queue[tuple[_Done | None, asyncio.Future[_Claimed | None]]] = asyncio.Queue()
+        self.error: BaseException | None = None
+
+    async def next(self, done: _Done | None) -> _Claimed | None:
+        """Hand in the last row's outcome; the next claimed row, or None when there is none."""
+        if self.error is not None:
+            raise self.error
+        future: asyncio.Future[_Claimed | None] = asyncio.get_running_loop().create_future()
+        self.requests.put_nowait((done, future))
+        return await future
+
+    async def run(self) -> None:
+        """Serve requests until cancelled (once the workers are done); on a failure, fail every
+        request waiting and every later one."""
+        batch: list[tuple[_Done | None, asyncio.Future[_Claimed | None]]] = []
+        try:
+            while True:
+                batch = [await self.requests.get()]
+                while not self.requests.empty():
+                    batch.append(self.requests.get_nowait())
+                claimed = await self._flush([d for d, _ in batch if d is not None], len(batch))
+                for i, (_, future) in enumerate(batch):
+                    if not future.done():
+                        future.set_result(claimed[i] if i < len(claimed) else None)
+                batch = []
+        except BaseException as exc:
+            self.error = exc if isinstance(exc, Exception) else RuntimeError("push stopped")
+            while not self.requests.empty():
+                batch.append(self.requests.get_nowait())
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(self.error)
+            raise
+
+    async def _flush(self, done: list[_Done], wanted: int) -> list[_Claimed]:
+        now = self.clock()
+        stop = self.should_stop is not None and self.should_stop()
+        async with self.db.engine.begin() as conn:
+            await self._mark(conn, done, now)
+            rows = [] if stop else await self._claim(conn, wanted, now)
+            targets = await self._recipients(conn, [r.member_id for r in rows])
+        self.marked(len(done))
+        return [_Claimed(r, targets.get(r.member_id, [])) for r in rows]
+
+    async def _mark(self, conn: AsyncConnection, done: list[_Done], now: datetime) -> None:
+        t = self.table
+        groups: dict[tuple[str, str | None, str | None], list[int]] = defaultdict(list)
+        for d in done:
+            groups[(d.status, d.channel, (d.error or "")[:200] or None)].append(d.row.id)
+        for (status, channel, error), ids in groups.items():
+            values: dict[str, Any] = {"status": status, "channel": channel, "last_error": error}
+            if status == DeliveryStatus.sent:
+                values["sent_at"] = now
+            await conn.execute(update(t).where(t.c.id.in_(ids), t.c.claimed_by == self.owner,
+                                               t.c.status == DeliveryStatus.sending).values(**values))
+        blocked = [i for d in done for i in d.blocked]
+        if blocked:
+            ci = ChannelIdentity.__table__  # type: ignore[attr-defined]
+            await conn.execute(update(ci).where(ci.c.id.in_(blocked)).values(active=False))
+
+    async def _claim(self, conn: AsyncConnection, wanted: int, now: datetime) -> list[Outgoing]:
+        t, got = self.table, []
+        while len(got) < wanted and self.todo:
+            take = [self.todo.popleft() for _ in range(min(wanted - len(got), len(self.todo)))]
+            groups: dict[tuple[str, int], list[Outgoing]] = defaultdict(list)
+            for r in take:
+                groups[(r.status, r.attempts)].append(r)
+            for (status, attempts), group in groups.items():
+                values: dict[str, Any] = {"status": DeliveryStatus.sending, "claimed_by": self.owner,
+                                          "claimed_at": now, "attempts": attempts + 1}
+                gave_up = _gave_up(group[0])  # status and attempts are the group's
+                if gave_up:  # claimed and closed in one go, never sent again
+                    values.update(status=DeliveryStatus.failed, channel=None,
+                                  last_error="gave up after repeated crashes")
+                result = await conn.execute(
+                    update(t).where(t.c.id.in_([r.id for r in group]), t.c.status == status,
+                                    t.c.attempts == attempts).values(**values).returning(t.c.id))
+                won = {i for (i,) in result}
+                if gave_up:
+                    self.stats.failed += len(won)
+                    continue
+                self.stats.skipped += len(group) - len(won)  # another process claimed them first
+                got += [r for r in group if r.id in won]
+        return got
+
+    async def _recipients(self, conn: AsyncConnection, member_ids: list[int]) -> dict[int, list[tuple[str, Recipient]]]:
+        found: dict[int, list[tuple[str, Recipient]]] = defaultdict(list)
+        if not member_ids:
+            return found
+        ci = ChannelIdentity.__table__  # type: ignore[attr-defined]
+        rows = await conn.execute(
+            select(ci.c.id, ci.c.member_id, ci.c.platform, ci.c.external_id)
+            .where(ci.c.member_id.in_(member_ids), ci.c.active.is_(True), ci.c.platform.in_(self.platforms))
+            .order_by(ci.c.id))
+        for identity_id, member_id, platform, external_id in rows:
+            found[member_id].append((platform, Recipient(member_id, identity_id, external_id)))
+        return found
 
 
 async def _deliver(messenger: Messenger, recipient: Recipient, results: list[Result], key: str) -> SendOutcome:
@@ -193,70 +302,69 @@ async def send_rows(
 ) -> PushStats:
     """Claim, send and mark each row; rows another process claims first are skipped."""
     stats, done = PushStats(), 0
-    platforms = set(messengers)
-    gate = asyncio.Semaphore(concurrency)
     step = max(1, len(rows) // 10)
 
-    async def one(row: Outgoing) -> None:
+    def marked(n: int) -> None:
         nonlocal done
-        async with gate:
-            if should_stop is not None and should_stop():
-                return
-            if row.status == DeliveryStatus.sending and row.attempts >= MAX_ATTEMPTS:
-                # Kept dying while sending this one: stop resending it.
-                if await _claim(db, model, row, owner, clock()):
-                    await _mark(db, model, row.id, owner, DeliveryStatus.failed, channel=None,
-                                error="gave up after repeated crashes", blocked_identities=[], now=clock())
-                    stats.failed += 1
-                return
-            if not await _claim(db, model, row, owner, clock()):
-                stats.skipped += 1
-                return
-            try:
-                results = await build(row)
-                targets = await recipients(db, row.member_id, platforms)
-            except Exception as exc:  # e.g. a digest that cannot be computed: record, go on
-                log.exception("%s: preparing row %d failed", label, row.id)
-                await _mark(db, model, row.id, owner, DeliveryStatus.failed, channel=None,
-                            error=type(exc).__name__, blocked_identities=[], now=clock())
-                stats.failed += 1
-                return
-            if not results:  # nothing left to say (e.g. the reminded member has answered since)
-                await _mark(db, model, row.id, owner, DeliveryStatus.sent, channel=None,
-                            error="nothing to send", blocked_identities=[], now=clock())
-                stats.skipped += 1
-                return
-            outcomes: list[tuple[str, Recipient, SendOutcome]] = []
-            for platform, recipient in targets:
-                outcome = await observe_send(platform, _deliver(messengers[platform], recipient, results, key_of(row)))
-                outcomes.append((platform, recipient, outcome))
-            blocked = [r.identity_id for _, r, o in outcomes if o.status is SendStatus.blocked]
-            sent_on = [p for p, _, o in outcomes if o.status is SendStatus.sent]
-            if sent_on:
-                status, error = DeliveryStatus.sent, None
-                stats.sent += 1
-            elif not outcomes:
-                status, error = DeliveryStatus.failed, "no active channel"
-                stats.no_channel += 1
-            elif blocked and len(blocked) == len(outcomes):
-                status, error = DeliveryStatus.blocked, "blocked"
-                stats.blocked += 1
-            else:
-                status = DeliveryStatus.failed
-                error = "; ".join(o.error or o.status for _, _, o in outcomes)
-                stats.failed += 1
-            await _mark(db, model, row.id, owner, status, channel=",".join(sent_on) or None, error=error,
-                        blocked_identities=blocked, now=clock())
+        for _ in range(n):
             done += 1
             if progress:
                 progress(done, len(rows))
             if done % step == 0 and done < len(rows):
                 log.info("%s: %d/%d done", label, done, len(rows))
 
-    await asyncio.gather(*(one(r) for r in rows))
+    batches = _Batches(db, model, rows, messengers, owner=owner, clock=clock, stats=stats,
+                       should_stop=should_stop, marked=marked)
+
+    async def one(claimed: _Claimed) -> _Done:
+        row = claimed.row
+        try:
+            results = await build(row)
+        except Exception as exc:  # e.g. a digest that cannot be computed: record, go on
+            log.exception("%s: preparing row %d failed", label, row.id)
+            stats.failed += 1
+            return _Done(row, DeliveryStatus.failed, error=type(exc).__name__)
+        if not results:  # nothing left to say (e.g. the reminded member has answered since)
+            stats.skipped += 1
+            return _Done(row, DeliveryStatus.sent, error="nothing to send")
+        outcomes: list[tuple[str, Recipient, SendOutcome]] = []
+        for platform, recipient in claimed.targets:
+            outcome = await observe_send(platform, _deliver(messengers[platform], recipient, results, key_of(row)))
+            outcomes.append((platform, recipient, outcome))
+        blocked = [r.identity_id for _, r, o in outcomes if o.status is SendStatus.blocked]
+        sent_on = [p for p, _, o in outcomes if o.status is SendStatus.sent]
+        if sent_on:
+            stats.sent += 1
+            return _Done(row, DeliveryStatus.sent, channel=",".join(sent_on), blocked=blocked)
+        if not outcomes:
+            stats.no_channel += 1
+            return _Done(row, DeliveryStatus.failed, error="no active channel")
+        if len(blocked) == len(outcomes):
+            stats.blocked += 1
+            return _Done(row, DeliveryStatus.blocked, error="blocked", blocked=blocked)
+        stats.failed += 1
+        return _Done(row, DeliveryStatus.failed, error="; ".join(o.error or o.status for _, _, o in outcomes),
+                     blocked=blocked)
+
+    async def worker() -> None:
+        outcome = None
+        while (claimed := await batches.next(outcome)) is not None:
+            outcome = await one(claimed)
+
+    if rows:
+        coordinator = asyncio.create_task(batches.run())
+        try:
+            results = await asyncio.gather(*(worker() for _ in range(min(concurrency, len(rows)))),
+                                           return_exceptions=True)
+        finally:
+            coordinator.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await coordinator  # raises what made the batches fail
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            raise errors[0]
     if rows:
         count_push(model.__name__.lower())  # delivery (round invites) | notification
-    if rows:
         log.info("%s pushed: sent=%d failed=%d blocked=%d no_channel=%d skipped=%d", label, stats.sent,
                  stats.failed, stats.blocked, stats.no_channel, stats.skipped)
     return stats
