@@ -3,19 +3,23 @@ or a webhook served by the project's ASGI app at /telegram/webhook."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 from telegram import BotCommand, Update
-from telegram.ext import AIORateLimiter, Application, ApplicationBuilder
+from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, BaseUpdateProcessor
 
 from bot.app import App
 from bot.channels.telegram.handlers import COMMANDS, TelegramHandlers
 from bot.channels.telegram.messenger import TelegramMessenger
+from bot.channels.telegram.state import UpdateLog
 from bot.config import Settings
 
 log = logging.getLogger(__name__)
@@ -23,6 +27,9 @@ WEBHOOK_PATH = "/telegram/webhook"
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 ALLOWED_UPDATES = ["message", "callback_query", "poll_answer"]
 POLL_TIMEOUT = 10  # seconds a getUpdates long poll may wait
+# Updates handled at once. Each holds a database connection only inside its one answer
+# transaction (PostgreSQL pool: 10 + 20 overflow), so this bounds memory, not the pool.
+MAX_CONCURRENT_UPDATES = 64
 
 
 def _token(settings: Settings) -> str:
@@ -46,13 +53,76 @@ def webhook_secret(settings: Settings) -> str:
     return hashlib.sha256(b"qingfeng-webhook:" + _token(settings).encode()).hexdigest()[:48]
 
 
-def build_application(settings: Settings, *, polling: bool = True) -> Application:  # type: ignore[type-arg]
+class PerUserOrder(BaseUpdateProcessor):
+    """Different users' updates run concurrently; one user's run one at a time, in arrival order.
+
+    Why per user: the handlers read, then write, per member (the answer and its case pick, the
+    card edit after it), so one member pressing twice must not interleave with itself; the
+    database keeps each answer once anyway (UNIQUE(member, round, item)). Each update is also
+    registered with the update-id log as soon as it is taken (before it waits for its user), so
+    the stored mark never passes an update that has not finished (see state.UpdateLog)."""
+
+    def __init__(self, max_concurrent_updates: int,
+                 update_log: Callable[[], UpdateLog | None] = lambda: None) -> None:
+        super().__init__(max_concurrent_updates)
+        self._update_log = update_log
+        self._users: dict[int, tuple[asyncio.Lock, int]] = {}  # user -> (lock, updates holding or waiting)
+
+    @staticmethod
+    def _user(update: object) -> int | None:
+        if not isinstance(update, Update):
+            return None
+        who = update.effective_user or update.effective_chat
+        return who.id if who is not None else None
+
+    async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
+        log = self._update_log()
+        update_id = update.update_id if isinstance(update, Update) else None
+        if log is not None and update_id is not None:
+            log.opened(update_id)
+        cancelled = False
+        try:
+            await self._in_user_order(update, coroutine)
+        except asyncio.CancelledError:
+            cancelled = True  # shutdown: the update stays open, so the stored mark stays below it
+            raise
+        finally:
+            if log is not None and update_id is not None and not cancelled:
+                log.done(update_id)
+
+    async def _in_user_order(self, update: object, coroutine: Awaitable[Any]) -> None:
+        user = self._user(update)
+        if user is None:
+            await coroutine
+            return
+        lock, n = self._users.get(user) or (asyncio.Lock(), 0)
+        self._users[user] = (lock, n + 1)
+        try:
+            async with lock:
+                await coroutine
+        finally:
+            lock, n = self._users[user]
+            if n == 1:
+                del self._users[user]
+            else:
+                self._users[user] = (lock, n - 1)
+
+    async def initialize(self) -> None:
+        pass
+
+    async def shutdown(self) -> None:
+        pass
+
+
+def build_application(settings: Settings, *, polling: bool = True,  # type: ignore[type-arg]
+                      update_log: Callable[[], UpdateLog | None] = lambda: None) -> Application:
     # httpx logs every request URL at INFO, and Bot API URLs contain the token.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     timeout = settings.telegram_request_timeout
     builder = (ApplicationBuilder().token(_token(settings))
                .connect_timeout(timeout).read_timeout(timeout).write_timeout(timeout)
                .media_write_timeout(timeout).pool_timeout(timeout)
+               .concurrent_updates(PerUserOrder(MAX_CONCURRENT_UPDATES, update_log))
                .job_queue(None))  # the project's scheduler does the timing
     base = api_base(settings)
     if base is not None:
@@ -71,7 +141,8 @@ class TelegramComponent:
     def __init__(self, app: App) -> None:
         s = app.settings
         self.webhook_url = s.telegram_webhook_url
-        self.application = build_application(s, polling=not self.webhook_url)
+        self.application = build_application(s, polling=not self.webhook_url,
+                                             update_log=lambda: self.handlers.update_log)
         self.messenger = TelegramMessenger(self.application.bot, app.db, s)
         self.handlers = TelegramHandlers(app, self.messenger)
         self.handlers.register(self.application)

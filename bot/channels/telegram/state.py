@@ -4,6 +4,7 @@ the last processed update_id per bot, quiz-poll ids, and partial push progress."
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,10 +23,9 @@ def _now() -> datetime:
 
 
 async def _put(db: Database, key: str, value: dict[str, Any], expires_at: datetime | None = None) -> None:
-    async with db.session() as session:
-        await upsert(session, KeyValue, [{"key": key, "value": value, "expires_at": expires_at,
-                                          "updated_at": _now()}], keys=["key"])
-        await session.commit()
+    async with db.transaction() as conn:  # on SQLite: queued with the answers' writes
+        await upsert(conn, KeyValue, [{"key": key, "value": value, "expires_at": expires_at,
+                                       "updated_at": _now()}], keys=["key"])
 
 
 async def _get(db: Database, key: str) -> dict[str, Any] | None:
@@ -52,12 +52,17 @@ def should_skip(update_id: int, last_id: int | None, last_at: datetime | None, n
 
 
 class UpdateLog:
-    """The last processed update_id of one bot.
+    """The last processed update_id of one bot: the mark below which every update is done.
 
-    Updates are handled one at a time, so an in-memory copy answers `seen`. The mark is
-    written behind the handlers, at most one write in flight: under a burst the writes
-    coalesce instead of costing one per update. A crash can therefore replay the last update
-    or two; answers are idempotent by their unique key, so that replays no side effect of an
+    Updates of different users are handled concurrently (component.PerUserOrder), so they
+    finish out of order. The mark is a low watermark: it moves to a finished update only when
+    no older update is still open, so a crash never leaves a mark above an unfinished update
+    (Telegram's replay of the batch then redoes exactly the unfinished ones). Updates finished
+    above the mark are remembered until it passes them, so a replay of one is still skipped.
+
+    The mark is written behind the handlers, at most one write in flight: under a burst the
+    writes coalesce instead of costing one per update. A crash can therefore replay the last
+    updates; answers are idempotent by their unique key, so that replays no side effect of an
     answer (a case push follows only a first answer). `flush` on shutdown writes the last mark.
     """
 
@@ -66,6 +71,8 @@ class UpdateLog:
         self.key = f"telegram:last_update_id:{bot_id}"
         self.last_id: int | None = None
         self.last_at: datetime | None = None
+        self._open: set[int] = set()  # taken for processing, not finished
+        self._finished: list[int] = []  # heap: finished above the mark, waiting for an older open one
         self._written: int | None = None
         self._writer: asyncio.Task[None] | None = None
 
@@ -76,10 +83,33 @@ class UpdateLog:
             self.last_at = datetime.fromisoformat(value["at"])
 
     def seen(self, update_id: int) -> bool:
-        return should_skip(update_id, self.last_id, self.last_at, _now())
+        return update_id in self._finished or should_skip(update_id, self.last_id, self.last_at, _now())
+
+    def opened(self, update_id: int) -> None:
+        """An update was taken for processing (before it waits for anything)."""
+        self._open.add(update_id)
 
     def done(self, update_id: int) -> None:
-        self.last_id, self.last_at = update_id, _now()
+        """An update finished (idempotent: the processor and the last handler both say so)."""
+        self._open.discard(update_id)
+        if update_id in self._finished or self.seen(update_id):
+            self._advance()
+            return
+        heapq.heappush(self._finished, update_id)
+        self._advance()
+
+    def _advance(self) -> None:
+        oldest_open = min(self._open) if self._open else None
+        mark = None
+        while self._finished and (oldest_open is None or self._finished[0] < oldest_open):
+            mark = heapq.heappop(self._finished)
+        if mark is None:
+            return
+        now = _now()
+        # After a week without updates Telegram may restart ids lower: a stale mark is replaced.
+        if self.last_id is None or mark > self.last_id or not should_skip(mark, self.last_id, self.last_at, now):
+            self.last_id = mark
+        self.last_at = now
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_behind())
 
