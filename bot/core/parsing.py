@@ -37,6 +37,9 @@ def normalise(text: str) -> str:
     # A lone surrogate (JSON may carry "\ud83d") cannot be encoded, so it cannot be echoed in a
     # reply: make it U+FFFD. NFKC folds full-width letters and spaces (Ａ → A), not Chinese.
     text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    # Control characters are not something a member types; NUL would even fail a PostgreSQL
+    # query (an organisation name, an invite code).
+    text = "".join(c for c in text if c in "\t\n\r" or unicodedata.category(c) != "Cc")
     return unicodedata.normalize("NFKC", text).strip()
 
 

@@ -248,11 +248,13 @@ async def tg(database_url, clock) -> AsyncIterator[Stack]:
 @FUZZ
 @given(batch=st.lists(st.tuples(st.sampled_from(WHO), st.booleans(), typed), min_size=1, max_size=4))
 @example(batch=[("sec", False, "/report " + "机" * 4090), ("stranger", False, "💥" * 2100)])
+@example(batch=[("sec", False, "/report a\x00b"), ("m2", False, "/start AB\x00CD"), ("stranger", False, "绑定\x00")])
 @example(batch=[("m1", True, "/quiz@" + BOT_USERNAME), ("stranger", True, "/start ABCDEFGH"),
                 ("m2", False, "\x00"), ("sec", False, "/report \u202e\u200b")])
 async def test_typed_messages_and_commands(tg, caplog, batch):
     stack, fake = tg, tg.fake
     caplog.clear()
+    stack.errors.clear()
     before, since = await snapshot(stack.app), len(fake.calls(ok=None))
     ids, private = [], Counter()
     for who, in_group, text in batch:
@@ -296,7 +298,7 @@ def forged_data(draw: st.DrawFn, stack: Stack) -> str:
     if kind == "random":
         return draw(st.text(tg_chars, max_size=100))
     if kind == "shaped":
-        rid = draw(st.sampled_from([stack.round_id, stack.round_id + 1, 0, 9_999_999_999, 10**12]))
+        rid = draw(st.sampled_from([stack.round_id, stack.round_id + 1, 0, 2**31 - 1, 2**31, 9_999_999_999, 10**12]))
         pos = draw(st.sampled_from([0, 1, 2, 3, 4, 99]))
         letters = draw(st.text(alphabet="ABCDEFGHIabc", max_size=9))
         return f"{draw(st.sampled_from('atxA'))}:{rid}.{pos}:{letters}"
@@ -324,6 +326,7 @@ def forged_data(draw: st.DrawFn, stack: Stack) -> str:
 async def test_forged_button_presses_are_refused(tg, caplog, data):
     stack, fake = tg, tg.fake
     caplog.clear()
+    stack.errors.clear()
     if "stranger" not in stack.chats:  # bot messages to press on, for those who got no card
         ids = [fake.add_update(text_update(fake, USERS[w], "/help", c))
                for w, c in (("m2", USERS["m2"]), ("stranger", USERS["stranger"]), ("m1", GROUP))]
@@ -341,6 +344,9 @@ async def test_forged_button_presses_are_refused(tg, caplog, data):
             who = data.draw(st.sampled_from(["m2", "stranger"]), label="forger")
             legit = None
         plan.append((who, message, payload, legit))
+    votes = data.draw(st.lists(st.tuples(  # quiz-poll answers for polls that were never sent
+        st.sampled_from(WHO), st.one_of(st.text(tg_chars, max_size=80), st.integers(0, 10**19).map(str)),
+        st.lists(st.integers(-3, 40), max_size=12)), max_size=2), label="votes")
     before, since = await snapshot(stack.app), len(fake.calls(ok=None))
     presses: dict[str, str | None] = {}  # query id -> "toggle" for a real toggle
     ids = []
@@ -348,6 +354,7 @@ async def test_forged_button_presses_are_refused(tg, caplog, data):
         uid = fake.press(USERS[who], message, payload)
         ids.append(uid)
         presses[fake.update(uid)["callback_query"]["id"]] = legit
+    ids += [fake.vote(USERS[who], poll_id, options) for who, poll_id, options in votes]
     await settle(stack, ids)
     calls = outbound(stack, since)
     assert_healthy(stack, caplog, calls)
@@ -425,6 +432,7 @@ async def hook(database_url, clock) -> AsyncIterator[Stack]:
 async def test_webhook_bodies(hook, caplog, bodies, secret):
     stack, fake = hook, hook.fake
     caplog.clear()
+    stack.errors.clear()
     before, since = await snapshot(stack.app), len(fake.calls(ok=None))
     headers = {"Content-Type": "application/json"}
     if secret is not None:

@@ -408,7 +408,7 @@ async def test_wecom_signed_text_always_gets_a_polite_reply(caplog, wc, typed, w
 button_keys = st.one_of(
     st.text(alphabet=xml_chars, max_size=80),
     st.builds(lambda r, i, c: f"qf:{r}:{i}:{c}",
-              st.one_of(st.just("{round}"), st.integers(-5, 10**12).map(str), st.just("-"),
+              st.one_of(st.just("{round}"), st.integers(-5, 10**30).map(str), st.just("-"),
                         st.text(alphabet=xml_chars, max_size=5)),
               st.one_of(st.sampled_from([*ITEMS, "t-single-002", "t-judge-002", "nope"]),
                         st.text(alphabet=xml_chars, max_size=70)),
@@ -429,6 +429,8 @@ def _legit_tap(world: WeComWorld, userid: str, key: str) -> bool:
 @FUZZ
 @given(key=button_keys, who=st.sampled_from(["member", "other", "stranger"]),
        task=st.text(alphabet=xml_chars, max_size=40), code=st.text(alphabet=xml_chars, max_size=40))
+@example(key="qf:2147483648:t-single-001:A", who="member", task="t", code="")  # over INTEGER
+@example(key="qf:" + "9" * 25 + ":t-single-001:A", who="other", task="t", code="")  # over SQLite's 64 bits
 async def test_wecom_forged_card_taps_are_refused_and_record_nothing(caplog, wc, key, who, task, code):
     caplog.clear()
     userid = getattr(wc.world, who)

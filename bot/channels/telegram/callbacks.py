@@ -17,6 +17,7 @@ from bot.core.results import QuizCard
 from question_bank import LETTERS
 
 MAX_BYTES = 64
+MAX_ROUND_ID = 2**31 - 1  # round ids are INTEGER columns
 # ASCII only: \d would also take full-width and other scripts' digits (int("１") == 1).
 _DATA_RE = re.compile(r"([at]):(?:(\d{1,10})\.(\d{1,2})|r([0-9a-f]{10})):([A-H]{0,8})", re.ASCII)
 
@@ -60,6 +61,8 @@ def decode(data: str | None) -> ButtonData | None:
     if m is None:
         return None
     action, rid, pos, digest, letters = m.groups()
+    if rid and int(rid) > MAX_ROUND_ID:  # not a round of ours; PostgreSQL would refuse the query
+        return None
     if len(set(letters)) != len(letters) or "".join(sorted(letters)) != letters:
         return None
     if any(c not in LETTERS for c in letters):

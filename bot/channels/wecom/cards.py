@@ -26,7 +26,8 @@ MAX_TITLE = 26  # main_title.title
 MAX_DESC = 30  # main_title.desc
 SOURCE = "清风·廉政学习"
 KEY_PREFIX = "qf"
-_KEY = re.compile(r"^qf:(?P<round>\d+|-):(?P<item>[^:]{1,64}):(?P<choice>[A-H])$")
+_KEY = re.compile(r"qf:(?P<round>\d{1,10}|-):(?P<item>[^:]{1,64}):(?P<choice>[A-H])", re.ASCII)
+MAX_ROUND_ID = 2**31 - 1  # round ids are INTEGER columns: a bigger one would fail the query
 
 
 @dataclass(frozen=True)
@@ -49,10 +50,12 @@ def button_key(card: QuizCard, letter: str) -> str:
 
 
 def parse_button_key(key: str) -> ButtonAnswer | None:
-    m = _KEY.match(key or "")
+    m = _KEY.fullmatch(key or "")
     if m is None:
         return None
     rnd = m.group("round")
+    if rnd != "-" and int(rnd) > MAX_ROUND_ID:
+        return None
     return ButtonAnswer(None if rnd == "-" else int(rnd), m.group("item"), m.group("choice"))
 
 
