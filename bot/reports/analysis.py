@@ -9,7 +9,6 @@ definitions (docs.moodle.org, "Quiz statistics calculations").
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -172,12 +171,6 @@ class RoundStatistics:
     alpha: float | None  # Cronbach's α; None where it has no meaning
 
 
-def _undefined_ok(fn, *args):  # type: ignore[no-untyped-def]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # constant input: we report "undefined" instead
-        return fn(*args)
-
-
 def item_analysis(item_ids: Sequence[str], marks: np.ndarray) -> RoundStatistics:
     """marks: one row per respondent, one 0/1 column per item (in `item_ids` order)."""
     marks = np.asarray(marks, dtype=float)
@@ -218,7 +211,8 @@ def _analyse(item_ids: Sequence[str], xs: Sequence[np.ndarray], totals: Sequence
         sd = float(np.std(x, ddof=1))
         discrimination = efficiency = None
         if np.var(x) > 0 and np.var(rest) > 0:
-            discrimination = 100.0 * float(_undefined_ok(stats.pearsonr, x, rest).statistic)
+            # Pearson r without scipy's p-value machinery (5 ms a call; the p is never shown).
+            discrimination = 100.0 * float(np.corrcoef(x, rest)[0, 1])
             cov = float(np.cov(x, rest, ddof=1)[0, 1])
             # The largest covariance these two sets of scores could have: both sorted alike.
             cov_max = float(np.cov(np.sort(x), np.sort(rest), ddof=1)[0, 1])

@@ -258,11 +258,11 @@ def _correlations(scores: list, min_group: int, year: int) -> list[CorrelationTa
     n_y = len(scored)
     tables = []
     rank_pairs = [(float(r), s) for r, _j, s in scored if r is not None]
-    n_rank = sum(1 for _m, _u, rank, *_ in scores if rank is not None)
+    n_rank = sum(1 for row in scores if row[2] is not None)
     tables.append(_correlation_table("行政级别", "个人答题正确率", n_rank, n_y, rank_pairs, min_group,
                                      primary="spearman", higher="行政级别较高"))
     age_pairs = [(float(year - j), s) for _r, j, s in scored if j is not None]
-    n_age = sum(1 for _m, _u, _r, joined, *_ in scores if joined is not None)
+    n_age = sum(1 for row in scores if row[3] is not None)
     tables.append(_correlation_table("党龄", "个人答题正确率", n_age, n_y, age_pairs, min_group,
                                      primary="pearson", higher="党龄较长"))
     return [t for t in tables if t.n_x and t.n_y]

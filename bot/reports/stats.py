@@ -76,6 +76,9 @@ async def fill_working_set(session: AsyncSession, scope: Scope, *, answers: bool
         # generic plan that ignores which round or scope is asked for (seen: 0.3 s → 10 s per
         # round at a million answers). Plan the report's statements for their actual values.
         await session.exec(text("SET LOCAL plan_cache_mode = force_custom_plan"))  # type: ignore[call-overload]
+        # The big scopes' queries pass the JIT threshold, and compiling took 100-150 ms a query,
+        # more than it saved on a few hundred thousand rows.
+        await session.exec(text("SET LOCAL jit = off"))  # type: ignore[call-overload]
     for table in queries.WORKING_SET:
         for ddl in table.ddl(dialect):
             if table is queries.MEMBER_ROUNDS or answers or ddl.startswith("DROP"):
@@ -83,6 +86,8 @@ async def fill_working_set(session: AsyncSession, scope: Scope, *, answers: bool
         if table is queries.MEMBER_ROUNDS or answers:
             stmt, params = _statement(session, table.fill, scope, {})
             await session.exec(stmt, params=params)  # type: ignore[call-overload]
+            if dialect == "postgresql":  # temporary tables get no statistics unless asked
+                await session.exec(text(f"ANALYZE {table.name}"))  # type: ignore[call-overload]
 
 
 async def drop_working_set(session: AsyncSession) -> None:
