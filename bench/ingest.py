@@ -32,9 +32,12 @@ import random
 import statistics
 import tempfile
 import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import func
+from sqlalchemy import event, func
 from sqlmodel import select
 from telegram import Update
 from telegram.ext import CallbackQueryHandler, ContextTypes
@@ -114,8 +117,37 @@ async def baseline(fake: FakeProcess, settings, *, window: int, n: int, timeout:
             await application.stop()
 
 
-async def core_only(app: App, round_id: int, n: int) -> float:
-    """`Service.handle(SubmitAnswer)` for n answers of a fresh round, one after another."""
+@contextmanager
+def statements(app: App) -> Iterator[Counter[str]]:
+    """Count what the engine sends to the database inside the block: statements by their first
+    word (SELECT, INSERT, UPDATE, …) and COMMITs (from the engine's commit event)."""
+    counts: Counter[str] = Counter()
+
+    def on_execute(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+        counts[statement.lstrip().split(None, 1)[0].upper()] += 1
+
+    def on_commit(_conn) -> None:  # type: ignore[no-untyped-def]
+        counts["COMMIT"] += 1
+
+    engine = app.db.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", on_execute)
+    event.listen(engine, "commit", on_commit)
+    try:
+        yield counts
+    finally:
+        event.remove(engine, "before_cursor_execute", on_execute)
+        event.remove(engine, "commit", on_commit)
+
+
+def per_answer(counts: Counter[str], n: int) -> str:
+    parts = [f"{k} {v / n:.1f}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]) if k != "COMMIT"]
+    return f"{sum(v for k, v in counts.items() if k != 'COMMIT') / n:.1f} statements/answer " \
+           f"({', '.join(parts)}), {counts['COMMIT'] / n:.1f} commits/answer"
+
+
+async def core_only(app: App, round_id: int, n: int) -> tuple[float, float, str]:
+    """`Service.handle(SubmitAnswer)` for n answers of a fresh round, one after another:
+    (answers/s, CPU ms per answer, statements per answer)."""
     service = app.service.for_channel("telegram")
     async with app.db.session() as session:
         items = list((await session.exec(select(RoundItem.item_id).where(RoundItem.round_id == round_id)
@@ -123,13 +155,13 @@ async def core_only(app: App, round_id: int, n: int) -> float:
     rng = random.Random(5)
     jobs = [(m, item) for m in range(1, math.ceil(n / len(items)) + 1) for item in items][:n]
     rng.shuffle(jobs)
-    with measured() as span:
+    with statements(app) as counts, measured() as span:
         for member, item in jobs:
             result = (await service.handle(Sender("telegram", str(USER_BASE + member)),
                                            SubmitAnswer(rng.choice("AB"), round_id, item)))[0]
             if not isinstance(result, AnswerResult):
                 raise RuntimeError(f"core refused an answer: {result}")
-    return n / span.wall
+    return n / span.wall, 1000 * span.cpu / n, per_answer(counts, n)
 
 
 async def answers_in(app: App, round_id: int) -> int:
@@ -139,7 +171,7 @@ async def answers_in(app: App, round_id: int) -> int:
 
 
 async def one_backend(kind: str, url: str, args: argparse.Namespace) -> list[list[object]]:
-    timeout = max(120.0, args.answers / 10)
+    timeout = args.timeout or max(300.0, args.answers / 5)
     with FakeProcess(poll_cap=0.5) as fake:
         settings = settings_for(url, telegram_token=TOKEN, telegram_base_url=fake.base_url,
                                 telegram_rate_limit=False)
@@ -181,8 +213,10 @@ async def one_backend(kind: str, url: str, args: argparse.Namespace) -> list[lis
             fresh = (await button_items(app, 2 * args.items))[args.items:]
             second = await open_round_for_all(app, fresh, title="core only")
             n_core = min(args.answers, args.core_answers)
-            rows.append(row(kind, "core only: Service.handle", n_core, "–", await core_only(app, second, n_core),
-                            None, base_rate))
+            core_rate, core_cpu, core_statements = await core_only(app, second, n_core)
+            rows.append(row(kind, f"core only: Service.handle (CPU {core_cpu:.2f} ms/answer)", n_core, "–",
+                            core_rate, None, base_rate))
+            print(f"{kind} core only: {core_statements}")
         finally:
             await app.db.dispose()
     return rows
@@ -212,6 +246,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--baseline-answers", type=int, default=2000, help="presses in the bare-PTB baseline")
     p.add_argument("--core-answers", type=int, default=2000, help="answers in the core-only run")
     p.add_argument("--quick", action="store_true", help="500 answers, 50 unloaded")
+    p.add_argument("--timeout", type=float, default=0, help="seconds one run may take (0: by size)")
     p.add_argument("--profile", type=Path, help="cProfile the loaded run into this file")
     backend_arg(p)
     args = p.parse_args(argv)

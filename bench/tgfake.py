@@ -8,8 +8,10 @@ is with the real Telegram, which runs elsewhere. The parent drives it through a 
 For answer ingestion the child also plays the users: `prepare_presses` picks one answer
 button per card the bot sent, and `run_presses(window)` keeps `window` presses outstanding,
 injecting the next one as soon as the bot has edited a pressed card (a closed loop: the bot
-is fed as fast as it takes them). Latency is from the injection of a press to the edit of
-its card, on the shared monotonic clock.
+is fed as fast as it takes them); `run_paced(rate)` injects them at a fixed rate whatever the
+bot does (an open loop: members do not wait for each other). Latency is from the injection of
+a press to the edit of its card, on the shared monotonic clock. `plant` puts cards in chats as
+if the bot had pushed them (the load test renders them with the bot's own renderer).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import random
 import resource
+import threading
 import time
 from collections import Counter, deque
 from multiprocessing.connection import Connection
@@ -34,8 +37,10 @@ class BenchTelegram(FakeTelegram):
         self._queue: deque[tuple[int, int, int, str]] = deque()
         self.injected_at: dict[tuple[int, int], float] = {}
         self.edited_at: dict[tuple[int, int], float] = {}
+        self._closed_loop = True
+        self._pacer: threading.Thread | None = None
 
-    # --- closed-loop presses --------------------------------------------------------------
+    # --- presses --------------------------------------------------------------------------
 
     def _inject_next(self) -> None:
         with self._lock:
@@ -53,7 +58,7 @@ class BenchTelegram(FakeTelegram):
             first = key in self.injected_at and key not in self.edited_at
             if first:
                 self.edited_at[key] = time.monotonic()  # type: ignore[index]
-        if first:
+        if first and self._closed_loop:
             self._inject_next()
         return result
 
@@ -96,9 +101,57 @@ class BenchTelegram(FakeTelegram):
             self.injected_at.clear()
             self.edited_at.clear()
             total = len(self._queue)
+        self._closed_loop = True
         for _ in range(min(window, total)):
             self._inject_next()
         return total
+
+    def cmd_run_paced(self, rate: float, n: int, offset: int = 0) -> int:
+        """Inject `n` prepared presses at `rate` per second from a thread, not waiting for the bot."""
+        with self._lock:
+            self._queue = deque(self._script[offset:offset + n])
+            self.injected_at.clear()
+            self.edited_at.clear()
+            total = len(self._queue)
+        self._closed_loop = False
+
+        def pace() -> None:
+            start = time.monotonic()
+            for i in range(total):
+                delay = start + i / rate - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                self._inject_next()
+
+        self._pacer = threading.Thread(target=pace, name="bench-pacer", daemon=True)
+        self._pacer.start()
+        return total
+
+    def cmd_script(self) -> list[tuple[int, int, int, str]]:
+        """The prepared presses: (user, chat, message id, callback data)."""
+        return list(self._script)
+
+    def cmd_plant(self, chat_ids: list[int], text: str, reply_markup: dict[str, Any]) -> int:
+        """A card in each chat, as if the bot had sent it (text and inline keyboard)."""
+        for chat in chat_ids:
+            self._store(chat, text=text, reply_markup=reply_markup)
+        return len(chat_ids)
+
+    def cmd_calls_summary(self) -> dict[str, Any]:
+        """What the bot did, counted: calls per method and status, and how many callback queries
+        were answered, and cards edited, more than once."""
+        with self._lock:
+            calls = list(self._calls)
+        by_status = Counter(f"{c.method}:{c.status}" for c in calls)
+        answered = Counter(c.params.get("callback_query_id") for c in calls
+                           if c.method == "answerCallbackQuery" and c.ok)
+        edited = Counter((c.params.get("chat_id"), c.params.get("message_id")) for c in calls
+                         if c.method == "editMessageText" and c.ok)
+        with self._lock:
+            last_update_id = max(self._updates, default=None)
+        return {"calls": dict(by_status), "queries_answered": len(answered), "last_update_id": last_update_id,
+                "queries_answered_twice": sum(1 for n in answered.values() if n > 1),
+                "cards_edited": len(edited), "cards_edited_twice": sum(1 for n in edited.values() if n > 1)}
 
     def cmd_press_progress(self) -> tuple[int, int]:
         with self._lock:
