@@ -87,8 +87,10 @@ MEMBER_ROUNDS = WorkTable(
         "stored answer (回收); answers / correct = valid answers (on time, item not retired) and "
         "how many were right; late = late answers; retired = on-time answers to items retired "
         "since. The tally counts on-time answers whatever the item's status, so on-time answers "
-        "to retired items are looked up (a few rows, by the answer (round_id, item_id) index) "
-        "and taken off. member_unit is MATERIALIZED so that units are matched once per member, "
+        "to the period's retired round items are looked up (by the answer (round_id, item_id) "
+        "index: usually none) and taken off; CROSS JOIN keeps SQLite from reading every answer "
+        "of the scope to find them (it joins in the order written; PostgreSQL plans as usual). "
+        "member_unit is MATERIALIZED so that units are matched once per member, "
         "not once per member-round.",
         _with(_BASE, _UNITS) + """, member_unit AS MATERIALIZED (
     SELECT sm.member_id, u.unit_id
@@ -96,12 +98,16 @@ MEMBER_ROUNDS = WorkTable(
     JOIN organization o ON o.id = sm.org_id
     JOIN units u ON o.path LIKE u.pattern
 ),
+retired_items AS MATERIALIZED (
+    SELECT ri.round_id, ri.item_id
+    FROM rounditem ri JOIN bankitem bi ON bi.id = ri.item_id
+    WHERE ri.round_id IN (SELECT round_id FROM period_rounds) AND bi.status = 'retired'
+),
 retired AS (
     SELECT a.member_id, a.round_id, COUNT(*) AS answers,
            SUM(CASE WHEN a.correct THEN 1 ELSE 0 END) AS correct
-    FROM answer a
-    WHERE a.round_id IN (SELECT round_id FROM period_rounds)
-      AND a.item_id IN (SELECT id FROM bankitem WHERE status = 'retired')
+    FROM retired_items ri CROSS JOIN answer a
+    WHERE a.round_id = ri.round_id AND a.item_id = ri.item_id
       AND a.member_id IN (SELECT member_id FROM scope_members)
       AND NOT a.late
     GROUP BY a.member_id, a.round_id
