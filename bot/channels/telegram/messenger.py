@@ -51,6 +51,8 @@ class TelegramMessenger:
                                   backoff=settings.telegram_retry_backoff)
         self.sleep = sleep
         self._polls: OrderedDict[int, dict[str, PollSpec]] = OrderedDict()  # round id -> item -> poll
+        # The last invite rendered: a push hands every member the same invite object.
+        self._rendered: tuple[RoundInvite, dict[str, PollSpec] | None, list[OutMessage]] | None = None
 
     # A standalone messenger (e.g. a CLI push) owns its bot's HTTP session.
     async def __aenter__(self) -> TelegramMessenger:
@@ -115,7 +117,7 @@ class TelegramMessenger:
         invite = results[0] if len(results) == 1 and isinstance(results[0], RoundInvite) else None
         if invite is not None:
             polls = await self._polls_for(invite) if self.settings.telegram_quiz_polls else None
-            messages = invite_messages(invite, self.settings.tz, polls=polls)
+            messages = self._invite_messages(invite, polls)
             start = await state.push_progress(self.db, invite.round_id, recipient.identity_id)
         else:
             messages, start = messages_for(results, self.settings.tz), 0
@@ -138,6 +140,15 @@ class TelegramMessenger:
         if invite is None:
             await self.send_report_images(chat_id, results)
         return SendOutcome(SendStatus.sent)
+
+    def _invite_messages(self, invite: RoundInvite, polls: dict[str, PollSpec] | None) -> list[OutMessage]:
+        """Rendered once per push, not once per member (the messages are never modified)."""
+        last = self._rendered
+        if last is not None and last[0] is invite and last[1] is polls:
+            return last[2]
+        messages = invite_messages(invite, self.settings.tz, polls=polls)
+        self._rendered = (invite, polls, messages)
+        return messages
 
     async def _polls_for(self, invite: RoundInvite) -> dict[str, PollSpec]:
         """Quiz polls for a round's cards, built once per round (keys come from the database)."""
