@@ -73,12 +73,59 @@ class Bank:
 _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available: ~10x faster
 
 
+_STR = "tag:yaml.org,2002:str"
+_PLAIN_SCALARS = frozenset({_STR, "tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool",
+                            "tag:yaml.org,2002:null", "tag:yaml.org,2002:timestamp"})
+_SEQ, _MAP = "tag:yaml.org,2002:seq", "tag:yaml.org,2002:map"
+
+
+class _Irregular(Exception):
+    """Not a plain document: let PyYAML's constructor build it (or raise what it raises)."""
+
+
 class _LineLoader(_BaseLoader):  # type: ignore[misc, valid-type]
     """Safe loader that records the line of every mapping and refuses anchors/aliases.
 
     Aliases are how "billion laughs" bombs multiply and a bank never needs them: the composer
     shares an aliased node, so meeting a node a second time during construction means an alias.
+
+    A bank file is plain mappings, lists and scalars; those are built by one direct walk over the
+    nodes (PyYAML's general constructor costs several calls per node, most of a bank's load
+    time). Anything else — an alias, a merge key, an explicit or unknown tag, an error — goes
+    through the general path below, so results and error messages are the same either way.
     """
+
+    def construct_document(self, node: Any) -> Any:
+        try:
+            return self._plain(node, set())
+        except Exception:  # _Irregular, or an error the general path will report properly
+            return super().construct_document(node)
+
+    def _plain(self, node: Any, seen: set[Any]) -> Any:
+        if node in seen:
+            raise _Irregular
+        seen.add(node)
+        tag = node.tag
+        if isinstance(node, yaml.ScalarNode):
+            if tag == _STR:
+                return node.value
+            if tag in _PLAIN_SCALARS:
+                return self.yaml_constructors[tag](self, node)
+        elif isinstance(node, yaml.SequenceNode) and tag == _SEQ:
+            return [self._plain(child, seen) for child in node.value]
+        elif isinstance(node, yaml.MappingNode) and tag == _MAP:
+            mapping: dict[Any, Any] = {}
+            keys: dict[str, int] = {}
+            for key_node, value_node in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag not in _PLAIN_SCALARS:
+                    raise _Irregular  # e.g. a merge key (<<) or a collection as a key
+                key = self._plain(key_node, seen)
+                mapping[key] = self._plain(value_node, seen)
+                keys[str(key_node.value)] = key_node.start_mark.line + 1
+            mapping["__line__"] = node.start_mark.line + 1
+            mapping["__keys__"] = keys
+            return mapping
+        raise _Irregular
 
     def construct_object(self, node: Any, deep: bool = False) -> Any:
         if node in self.constructed_objects or node in self.recursive_objects:
