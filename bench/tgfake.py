@@ -195,7 +195,7 @@ class FakeProcess:
         self._proc = ctx.Process(target=_child, args=(child, self.poll_cap), name="bench-fake-telegram",
                                  daemon=True)
         self._proc.start()
-        if not parent.poll(30):
+        if not parent.poll(120):  # a spawned interpreter imports slowly on a busy machine
             raise RuntimeError("fake Telegram process did not start")
         self.base_url = parent.recv()
         self._conn = parent
