@@ -10,7 +10,7 @@ from bot.core.bank_sync import SyncReport, sync_bank
 from bot.core.service import Clock, Service, system_clock
 from bot.storage import migrate
 from bot.storage.db import Database
-from question_bank import Bank, load_bank
+from question_bank import Bank, open_bank
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ async def start_app(settings: Settings, *, clock: Clock = system_clock, upgrade:
     """
     if upgrade:
         migrate.upgrade(settings.database_url)
-    bank = load_bank(settings.bank_path)
+    bank = open_bank(settings.bank_path)  # parsed when the sync finds it changed, or on first use
     db = Database(settings.database_url, echo=settings.sql_echo)
     async with db.session() as session:
         report = await sync_bank(session, bank)

@@ -141,11 +141,15 @@ class _LineLoader(_BaseLoader):  # type: ignore[misc, valid-type]
         return mapping
 
 
-def _read_yaml(path: Path, display: str) -> tuple[Any, list[Problem]]:
+def _read_file(path: Path) -> bytes | int:
+    """The file's bytes, or its size when it is too large to read."""
     size = path.stat().st_size
-    if size > MAX_FILE_BYTES:
-        return None, [Problem(display, 0, "", f"文件过大（{size} 字节，上限 {MAX_FILE_BYTES}）")]
-    raw = path.read_bytes()
+    return size if size > MAX_FILE_BYTES else path.read_bytes()
+
+
+def _parse_yaml(raw: bytes | int, display: str) -> tuple[Any, list[Problem]]:
+    if isinstance(raw, int):
+        return None, [Problem(display, 0, "", f"文件过大（{raw} 字节，上限 {MAX_FILE_BYTES}）")]
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -158,6 +162,10 @@ def _read_yaml(path: Path, display: str) -> tuple[Any, list[Problem]]:
         return None, [Problem(display, line, "", f"YAML 语法错误：{exc.problem or exc}")]
     except yaml.YAMLError as exc:
         return None, [Problem(display, 0, "", f"YAML 错误：{exc}")]
+
+
+def _read_yaml(path: Path, display: str) -> tuple[Any, list[Problem]]:
+    return _parse_yaml(_read_file(path), display)
 
 
 def _strip_marks(value: Any) -> Any:
@@ -225,61 +233,96 @@ def _yaml_files(folder: Path) -> list[Path]:
 _CODE = [Path(__file__), Path(__file__).with_name("schema.py")]
 
 
-def fingerprint(files: Iterable[Path], root: Path) -> str:
-    """sha256 over the files' names and bytes, this loader's and the schema's source, and the
-    versions of the libraries that parse and validate them."""
+@dataclass(frozen=True)
+class _Source:
+    """A bank's files as read at one moment: what is parsed, and what the fingerprint covers."""
+
+    root: Path
+    vocabulary: Vocabulary
+    files: list[tuple[str, str, bytes | int]]  # ("items" | "cases", display name, bytes or oversize)
+    fingerprint: str
+
+
+def _read_source(root: Path, extra_files: Iterable[Path]) -> _Source:
+    vocabulary = load_vocabulary(root)
+    files = [(key, _display(path, root), _read_file(path))
+             for key, paths in (("items", [*_yaml_files(root / "items"), *extra_files]),
+                                ("cases", _yaml_files(root / "cases")))
+             for path in paths]
+    # sha256 over the files' names and bytes, this loader's and the schema's source, and the
+    # versions of the libraries that parse and validate them.
     h = hashlib.sha256(f"pydantic {pydantic.VERSION}; pyyaml {yaml.__version__}".encode())
-    named = [(p.name, p) for p in _CODE] + [(_display(p, root), p) for p in files]
-    for name, path in named:
-        data = path.read_bytes()
+    named = [(p.name, p.read_bytes()) for p in _CODE]
+    named.append((VOCABULARY_FILE, (root / VOCABULARY_FILE).read_bytes()))
+    named += [(f"{key}/{display}", raw) for key, display, raw in files]
+    for name, raw in named:
+        data = raw if isinstance(raw, bytes) else f"oversize {raw}".encode()
         h.update(f"\0{name}\0{len(data)}\0".encode())
         h.update(data)
-    return h.hexdigest()
+    return _Source(root, vocabulary, files, h.hexdigest())
+
+
+def _parse(source: _Source) -> Bank:
+    vocabulary = source.vocabulary
+    problems: list[Problem] = []
+    found: dict[str, dict[str, Any]] = {"items": {}, "cases": {}}
+    models: dict[str, type[Item] | type[Case]] = {"items": Item, "cases": Case}
+    origins: dict[str, tuple[str, int]] = {}
+    for key, display, raw in source.files:
+        doc, file_problems = _parse_yaml(raw, display)
+        problems.extend(file_problems)
+        if file_problems:
+            continue
+        entries, entry_problems = _entries(doc, key, display)
+        problems.extend(entry_problems)
+        for entry in entries:
+            entry_id = str(entry.get("id", "?"))
+            line = entry["__line__"]
+            if entry_id in origins:
+                first = origins[entry_id]
+                problems.append(Problem(display, line, entry_id,
+                                        f"id 重复（首次出现于 {first[0]}:{first[1]}）"))
+                continue
+            try:
+                obj = models[key].model_validate(_strip_marks(entry))
+            except ValidationError as exc:
+                problems.extend(_validation_problems(exc, entry, display, entry_id))
+                continue
+            origins[entry_id] = (display, line)
+            problems.extend(_vocabulary_problems(obj, vocabulary, display, entry))
+            found[key][obj.id] = obj
+    if problems:
+        raise BankError(problems)
+    return Bank(items=found["items"], cases=found["cases"], vocabulary=vocabulary, origins=origins,
+                fingerprint=source.fingerprint)
 
 
 def load_bank(root: str | Path, *, extra_files: Iterable[Path] = ()) -> Bank:
     """Load and validate `root/items/*.yaml` and `root/cases/*.yaml`; raise BankError on any problem."""
-    root = Path(root)
-    vocabulary = load_vocabulary(root)
-    problems: list[Problem] = []
-    items: dict[str, Item] = {}
-    cases: dict[str, Case] = {}
-    origins: dict[str, tuple[str, int]] = {}
+    return _parse(_read_source(Path(root), extra_files))
 
-    def load_kind(paths: Iterable[Path], key: str, model: type[Item] | type[Case],
-                  into: dict[str, Any]) -> None:
-        for path in paths:
-            display = _display(path, root)
-            doc, file_problems = _read_yaml(path, display)
-            problems.extend(file_problems)
-            if file_problems:
-                continue
-            entries, entry_problems = _entries(doc, key, display)
-            problems.extend(entry_problems)
-            for entry in entries:
-                entry_id = str(entry.get("id", "?"))
-                line = entry["__line__"]
-                if entry_id in origins:
-                    first = origins[entry_id]
-                    problems.append(Problem(display, line, entry_id,
-                                            f"id 重复（首次出现于 {first[0]}:{first[1]}）"))
-                    continue
-                try:
-                    obj = model.model_validate(_strip_marks(entry))
-                except ValidationError as exc:
-                    problems.extend(_validation_problems(exc, entry, display, entry_id))
-                    continue
-                origins[entry_id] = (display, line)
-                problems.extend(_vocabulary_problems(obj, vocabulary, display, entry))
-                into[obj.id] = obj
 
-    item_files, case_files = [*_yaml_files(root / "items"), *extra_files], _yaml_files(root / "cases")
-    load_kind(item_files, "items", Item, items)
-    load_kind(case_files, "cases", Case, cases)
-    if problems:
-        raise BankError(problems)
-    return Bank(items=items, cases=cases, vocabulary=vocabulary, origins=origins,
-                fingerprint=fingerprint([root / VOCABULARY_FILE, *item_files, *case_files], root))
+class _LazyBank(Bank):
+    """A bank whose items and cases are parsed from the bytes read at opening, on first use."""
+
+    def __init__(self, source: _Source) -> None:  # items, cases and origins: see __getattr__
+        self.vocabulary = source.vocabulary
+        self.fingerprint = source.fingerprint
+        self._source = source
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in ("items", "cases", "origins"):
+            raise AttributeError(name)
+        bank = _parse(self._source)  # raises BankError as load_bank does
+        self.items, self.cases, self.origins = bank.items, bank.cases, bank.origins
+        return getattr(self, name)
+
+
+def open_bank(root: str | Path) -> Bank:
+    """The bank under `root`, read now (vocabulary checked, fingerprint taken) and parsed on first
+    use of its items, cases or origins; invalid files raise BankError then, as `load_bank` would.
+    For a start whose bank sync compares fingerprints: an unchanged bank is never parsed."""
+    return _LazyBank(_read_source(Path(root), ()))
 
 
 def _vocabulary_problems(obj: Item | Case, vocabulary: Vocabulary, display: str,

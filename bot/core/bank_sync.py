@@ -83,8 +83,9 @@ async def sync_bank(session: AsyncSession, bank: Bank) -> SyncReport:
         rows = _rows(bank, now)
         digest = fingerprint(*rows)
     stored = await session.get(KeyValue, FINGERPRINT_KEY)
-    if stored is not None and stored.value.get("sha256") == digest:
-        return SyncReport(items=len(bank.items), cases=len(bank.cases), retired=0, unchanged=True)
+    if stored is not None and stored.value.get("sha256") == digest:  # bank.items untouched: not parsed
+        return SyncReport(items=stored.value.get("items", 0), cases=stored.value.get("cases", 0), retired=0,
+                          unchanged=True)
     item_rows, case_rows = rows or _rows(bank, now)
     await upsert(session, BankItem, item_rows, keys=["id"])
     if bank.items:
@@ -102,7 +103,8 @@ async def sync_bank(session: AsyncSession, bank: Bank) -> SyncReport:
         await session.exec(update(BankItem).where(col(BankItem.id).in_(gone))  # type: ignore[call-overload]
                            .values(status=ItemStatus.retired))
     await upsert(session, CaseStudy, case_rows, keys=["id"])
-    await upsert(session, KeyValue, [{"key": FINGERPRINT_KEY, "value": {"sha256": digest}, "expires_at": None,
+    stamp = {"sha256": digest, "items": len(item_rows), "cases": len(case_rows)}
+    await upsert(session, KeyValue, [{"key": FINGERPRINT_KEY, "value": stamp, "expires_at": None,
                                       "updated_at": now}], keys=["key"])
     await session.commit()
     return SyncReport(items=len(item_rows), cases=len(case_rows), retired=len(gone))

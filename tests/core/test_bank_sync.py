@@ -8,10 +8,11 @@ from pathlib import Path
 from sqlalchemy import delete
 from sqlmodel import col, select
 
+from bot.app import start_app
 from bot.core.bank_sync import FINGERPRINT_KEY, sync_bank
 from bot.storage.models import BankItem, ItemStatus, KeyValue
 from question_bank import Bank, load_bank
-from tests.conftest import TEST_BANK
+from tests.conftest import TEST_BANK, make_settings
 
 
 async def items(app) -> dict[str, BankItem]:  # type: ignore[no-untyped-def]
@@ -77,3 +78,13 @@ async def test_bank_built_in_code_is_compared_by_its_rows(app):
     built.items[first.id] = first.model_copy(update={"stem": first.stem + "（改）"})
     assert not (await sync(app, built)).unchanged
     assert (await items(app))[first.id].stem == first.stem + "（改）"
+
+
+async def test_a_start_with_an_unchanged_bank_does_not_parse_it(app):
+    again = await start_app(make_settings(app.settings.database_url), upgrade=False)
+    try:
+        assert again.sync.unchanged and again.sync.items == len(app.bank.items)
+        assert "items" not in vars(again.bank)  # opened, fingerprint compared, never parsed
+        assert again.bank.items == app.bank.items  # still there on first use
+    finally:
+        await again.db.dispose()
