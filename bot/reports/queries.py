@@ -195,10 +195,12 @@ ORDER BY item_id, choice""",
 
 TOPICS = Query(
     "topics", "各主题正确率",
-    "One row per topic; an item with two topics counts in both.",
+    "One row per topic; an item with two topics counts in both. (CROSS JOIN: SQLite reads the "
+    "answers once and looks their topics up, instead of indexing a million answers by item.)",
     """SELECT it.topic, COUNT(DISTINCT v.item_id) AS items, COUNT(*) AS answers, SUM(v.correct) AS correct,
        COUNT(DISTINCT v.member_id) AS people
-FROM report_answer v JOIN itemtopic it ON it.item_id = v.item_id
+FROM report_answer v CROSS JOIN itemtopic it
+WHERE it.item_id = v.item_id
 GROUP BY it.topic
 ORDER BY it.topic""",
 )
