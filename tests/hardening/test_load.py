@@ -44,7 +44,7 @@ MEMBERS = 10_000
 SPREAD_S = 60.0  # the presses are injected evenly over this many seconds
 ITEMS = ["t-single-001", "t-single-002", "t-judge-001", "t-judge-002"]  # one button answers each
 USER_BASE = 7_000_000_000  # Telegram user (and private chat) id of member n: USER_BASE + n
-WAIT_S = 1200.0  # give up (and fail) if the bot has not edited every card by then
+WAIT_S = 1800.0  # give up (and fail) if the bot has not edited every card by then; bounds a stuck run
 
 
 def percentile(values: list[float], q: float) -> float:
