@@ -282,10 +282,11 @@ def weekly_trend_png(report: FullReport, *, number: int) -> bytes:
         ax.plot(xs, rate, marker="s", color=SECOND_COLOUR, linestyle="--", label="回收率", zorder=2)
         for x, a, r in zip(xs, acc, rate, strict=True):
             if a == a:  # not NaN
-                # Above the higher of the two points, on white, so the other line never covers it.
-                top = max(a, r) if r == r else a
-                ax.annotate(_pct(a), (x, top), xytext=(0, 9), textcoords="offset points", ha="center", fontsize=8,
-                            color=LINE_COLOUR, zorder=4,
+                # Next to its own point, on the side away from the 回收率 line: a label above both
+                # points read as the 回收率 whenever accuracy was the lower of the two.
+                below = r == r and r > a
+                ax.annotate(_pct(a), (x, a), xytext=(0, -14 if below else 9), textcoords="offset points",
+                            ha="center", va="top" if below else "baseline", fontsize=8, color=LINE_COLOUR, zorder=4,
                             bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none"})
         ax.set_xticks(xs, [f"{w.week.month}月{w.week.day}日周" + ("\n（不予显示）" if w.withheld else "")
                            for w in weeks])
