@@ -90,13 +90,17 @@ MEMBER_ROUNDS = WorkTable(
         "to the period's retired round items are looked up (by the answer (round_id, item_id) "
         "index: usually none) and taken off; CROSS JOIN keeps SQLite from reading every answer "
         "of the scope to find them (it joins in the order written; PostgreSQL plans as usual). "
-        "member_unit is MATERIALIZED so that units are matched once per member, "
-        "not once per member-round.",
-        _with(_BASE, _UNITS) + """, member_unit AS MATERIALIZED (
-    SELECT sm.member_id, u.unit_id
-    FROM scope_members sm
-    JOIN organization o ON o.id = sm.org_id
-    JOIN units u ON o.path LIKE u.pattern
+        "org_unit is MATERIALIZED so that units are matched once per organisation, not once per "
+        "member-round.",
+        _with(_BASE) + """, org_unit AS MATERIALIZED (
+    SELECT o.id AS org_id,
+           COALESCE((SELECT c.id FROM organization c
+                     WHERE c.parent_id = :scope_id AND o.path LIKE c.path || '%'), :scope_id) AS unit_id
+    FROM organization o
+    WHERE o.path LIKE :scope
+),
+member_unit AS (
+    SELECT sm.member_id, ou.unit_id FROM scope_members sm JOIN org_unit ou ON ou.org_id = sm.org_id
 ),
 retired_items AS MATERIALIZED (
     SELECT ri.round_id, ri.item_id
@@ -120,8 +124,7 @@ SELECT t.member_id, t.round_id, mu.unit_id, t.pushed,
 FROM answertally t
 JOIN member_unit mu ON mu.member_id = t.member_id
 LEFT JOIN retired x ON x.member_id = t.member_id AND x.round_id = t.round_id
-WHERE t.round_id IN (SELECT round_id FROM period_rounds)
-  AND t.member_id IN (SELECT member_id FROM scope_members)""",
+WHERE t.round_id IN (SELECT round_id FROM period_rounds)""",
     ),
 )
 

@@ -72,15 +72,16 @@ async def fill_working_set(session: AsyncSession, scope: Scope, *, answers: bool
     behind for another scope). They live in this session's connection; `drop_working_set`."""
     dialect = session.bind.dialect.name if session.bind else "sqlite"
     if dialect == "postgresql":
-        # asyncpg reuses prepared statements, and after five runs PostgreSQL may switch to a
-        # generic plan that ignores which round or scope is asked for (seen: 0.3 s → 10 s per
-        # round at a million answers). Plan the report's statements for their actual values.
-        await session.exec(text("SET LOCAL plan_cache_mode = force_custom_plan"))  # type: ignore[call-overload]
-        # The big scopes' queries pass the JIT threshold, and compiling took 100-150 ms a query,
-        # more than it saved on a few hundred thousand rows.
-        await session.exec(text("SET LOCAL jit = off"))  # type: ignore[call-overload]
-        # ANALYZE of the working set samples 3,000 rows, not 30,000: enough for these plans.
-        await session.exec(text("SET LOCAL default_statistics_target = 10"))  # type: ignore[call-overload]
+        # For this transaction, in one round trip:
+        # - plan_cache_mode: asyncpg reuses prepared statements, and after five runs PostgreSQL
+        #   may switch to a generic plan that ignores which round or scope is asked for (seen:
+        #   0.3 s → 10 s per round at a million answers);
+        # - jit: the big scopes' queries pass the JIT threshold, and compiling took 100-150 ms
+        #   a query, more than it saved on a few hundred thousand rows;
+        # - default_statistics_target: ANALYZE of the working set samples 3,000 rows, not 30,000.
+        await session.exec(text(  # type: ignore[call-overload]
+            "SELECT set_config('plan_cache_mode', 'force_custom_plan', true), set_config('jit', 'off', true), "
+            "set_config('default_statistics_target', '10', true)"))
     for table in queries.WORKING_SET:
         drop, create = table.ddl(dialect)
         await session.exec(text(drop))  # type: ignore[call-overload]
