@@ -9,7 +9,9 @@ served from another process) and the scheduler, and:
   migrations and every component up); the first start compiles bytecode (into a private
   PYTHONPYCACHEPREFIX), the median of the next `--starts` starts uses it, as the Docker image does;
 - CPU time to ready: the process's user + system time at that moment, which a busy machine
-  stretches much less than the wall time;
+  stretches much less than the wall time; and, where `perf` is installed, the user-space
+  instructions of `--perf-starts` more starts (to ready and a clean stop), which it does not
+  stretch at all;
 - resident memory: VmRSS from /proc/<pid>/status once ready and again after `--settle` s,
   plus the peak (VmHWM);
 - bank load and validation of the 1,000 items (`load_bank`), against a bare libyaml parse.
@@ -28,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -67,6 +70,30 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def perf_command(out: Path) -> list[str]:
+    """`perf stat` counting user-space instructions: a measure of work a busy machine does not stretch."""
+    return ["perf", "stat", "-x,", "-o", str(out), "-e", "instructions:u", "--"]
+
+
+def perf_instructions(out: Path) -> float:
+    """Billions of instructions from a `perf stat -x,` output file."""
+    for line in out.read_text().splitlines():
+        fields = line.split(",")
+        if len(fields) > 2 and fields[2].startswith("instructions") and fields[0].isdigit():
+            return int(fields[0]) / 1e9
+    raise RuntimeError(f"no instruction count in {out}")
+
+
+def child_pid(pid: int) -> int:
+    """The process `perf stat` started (perf forks it and waits)."""
+    for _ in range(500):
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        if children:
+            return int(children[0])
+        time.sleep(0.01)
+    raise RuntimeError("perf did not start its command")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -81,10 +108,11 @@ def python_env(cache: Path, extra: dict[str, str] | None = None) -> dict[str, st
     return env
 
 
-def import_baseline(cache: Path) -> tuple[float, float, float]:
+def import_baseline(cache: Path, perf_out: Path | None = None) -> tuple[float, float, float]:
     """(seconds, RSS MB, CPU seconds) of a process that imports the runtime's modules and exits."""
     t = time.perf_counter()
-    out = subprocess.run([PYTHON, "-c", IMPORTS], cwd=ROOT, capture_output=True, text=True, check=True,
+    prefix = perf_command(perf_out) if perf_out is not None else []
+    out = subprocess.run([*prefix, PYTHON, "-c", IMPORTS], cwd=ROOT, capture_output=True, text=True, check=True,
                          env=python_env(cache)).stdout
     wall = time.perf_counter() - t
     rss = next(int(line.split()[1]) for line in out.splitlines() if line.startswith("VmRSS:"))
@@ -92,13 +120,15 @@ def import_baseline(cache: Path) -> tuple[float, float, float]:
     return wall, rss / 1024, cpu
 
 
-def start_once(env: dict[str, str], port: int, cwd: Path,
-               settle: float) -> tuple[float, float, float, float, float]:
+def start_once(env: dict[str, str], port: int, cwd: Path, settle: float,
+               perf_out: Path | None = None) -> tuple[float, float, float, float, float]:
     """Start `qingfeng run`, wait for /readyz; (seconds to ready, RSS MB at ready, after settling,
-    peak, CPU seconds to ready)."""
+    peak, CPU seconds to ready). With `perf_out`, it runs under `perf stat` (counted until it stops)."""
     t = time.perf_counter()
-    proc = subprocess.Popen([QINGFENG, "run"], env=env, cwd=cwd,
+    prefix = perf_command(perf_out) if perf_out is not None else []
+    proc = subprocess.Popen([*prefix, QINGFENG, "run"], env=env, cwd=cwd,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    bot = child_pid(proc.pid) if perf_out is not None else proc.pid
     try:
         with httpx.Client(timeout=2) as client:
             while True:
@@ -113,14 +143,14 @@ def start_once(env: dict[str, str], port: int, cwd: Path,
                     raise RuntimeError("qingfeng run not ready within 60 s")
                 time.sleep(0.01)
         ready = time.perf_counter() - t
-        cpu = cpu_seconds(proc.pid)
-        rss_ready = status_kb(proc.pid, "VmRSS") / 1024
+        cpu = cpu_seconds(bot)
+        rss_ready = status_kb(bot, "VmRSS") / 1024
         time.sleep(settle)
-        rss_settled = status_kb(proc.pid, "VmRSS") / 1024
-        peak = status_kb(proc.pid, "VmHWM") / 1024
+        rss_settled = status_kb(bot, "VmRSS") / 1024
+        peak = status_kb(bot, "VmHWM") / 1024
         return ready, rss_ready, rss_settled, peak, cpu
     finally:
-        proc.send_signal(signal.SIGTERM)
+        os.kill(bot, signal.SIGTERM)
         try:
             proc.wait(30)
         except subprocess.TimeoutExpired:
@@ -134,7 +164,7 @@ async def prepare(url: str, bank: Path, members: int) -> None:
 
 
 def one_backend(kind: str, url: str, bank: Path, workdir: Path, args: argparse.Namespace,
-                base_wall: float, base_rss: float, base_cpu: float) -> list[list[object]]:
+                base_wall: float, base_rss: float, base_cpu: float, base_instr: float) -> list[list[object]]:
     asyncio.run(prepare(url, bank, args.members))
     runs = []
     with FakeProcess() as fake:
@@ -149,6 +179,16 @@ def one_backend(kind: str, url: str, bank: Path, workdir: Path, args: argparse.N
 
         for n in range(args.starts + 1):  # the first start fills this backend's bytecode cache
             runs.append(start(args.settle if n else 0))
+        instructions = []
+        for n in range(args.perf_starts):
+            out = workdir / f"perf-{kind}-{n}.txt"
+            port = free_port()
+            env = python_env(workdir / f"pycache-{kind}", {
+                "QINGFENG_DATABASE_URL": url, "QINGFENG_BANK_PATH": str(bank), "QINGFENG_HTTP_PORT": str(port),
+                "QINGFENG_TELEGRAM_TOKEN": TOKEN, "QINGFENG_TELEGRAM_BASE_URL": fake.base_url,
+                "QINGFENG_LOG_LEVEL": "WARNING"})
+            start_once(env, port, workdir, 0, perf_out=out)
+            instructions.append(perf_instructions(out))
         # A start after the bank files changed writes the whole bank again (unchanged: skipped).
         edited = sorted((bank / "items").glob("*.yaml"))[0]
         original = edited.read_bytes()
@@ -167,7 +207,10 @@ def one_backend(kind: str, url: str, bank: Path, workdir: Path, args: argparse.N
     def verdict(ok: bool) -> str:
         return "met" if ok else "NOT met"
 
-    return [
+    perf_rows = [[kind, f"user-space instructions, start to ready and stop (median of {len(instructions)})",
+                  f"{statistics.median(instructions):.2f} G", "–",
+                  f"{statistics.median(instructions) / base_instr:.1f}" if base_instr else "–"]] if instructions else []
+    rows = [
         [kind, "start-up to ready, compiling bytecode (first start)", f"{cold:.2f} s", "–",
          f"{cold / base_wall:.1f}"],
         [kind, f"start-up to ready, bytecode cached (median of {args.starts})", f"{ready:.2f} s",
@@ -181,6 +224,7 @@ def one_backend(kind: str, url: str, bank: Path, workdir: Path, args: argparse.N
         [kind, f"RSS {args.settle:g} s later / peak (VmHWM)", f"{rss_settled:.0f} / {peak:.0f} MB",
          f"≤ {TARGET_RSS_MB:.0f} MB: {verdict(peak <= TARGET_RSS_MB)}", f"{peak / base_rss:.1f}"],
     ]
+    return [*rows[:4], *perf_rows, *rows[4:]]
 
 
 def main(args: argparse.Namespace) -> None:
@@ -197,14 +241,24 @@ def main(args: argparse.Namespace) -> None:
         base = [import_baseline(cache) for _ in range(3)]
         base_wall, base_rss = statistics.median(b[0] for b in base), max(b[1] for b in base)
         base_cpu = statistics.median(b[2] for b in base)
+        base_instr = 0.0
+        if args.perf_starts:
+            counts = []
+            for n in range(args.perf_starts):
+                import_baseline(cache, perf_out=work / f"perf-import-{n}.txt")
+                counts.append(perf_instructions(work / f"perf-import-{n}.txt"))
+            base_instr = statistics.median(counts)
         rows.append(["–", "baseline: bare libyaml parse of the bank", f"{bare:.3f} s", "–", "1.0"])
         rows.append(["–", f"load_bank ({n_items} items, parse + validation)", f"{full:.3f} s",
                      f"≤ {TARGET_BANK_S:g} s: {'met' if full <= TARGET_BANK_S else 'NOT met'}", f"{full / bare:.1f}"])
         rows.append(["–", "baseline: python importing the runtime, bytecode cached (time / CPU / RSS)",
                      f"{base_wall:.2f} s / {base_cpu:.2f} s / {base_rss:.0f} MB", "–", "1.0"])
+        if base_instr:
+            rows.append(["–", "baseline: user-space instructions importing the runtime", f"{base_instr:.2f} G", "–",
+                         "1.0"])
         for kind in backends(args.backend):
             with database(kind, work) as url:
-                rows += one_backend(kind, url, bank, work, args, base_wall, base_rss, base_cpu)
+                rows += one_backend(kind, url, bank, work, args, base_wall, base_rss, base_cpu, base_instr)
     print(f"machine: {machine()}")
     print(f"{args.members} members bound to Telegram, {n_items}-item bank; `qingfeng run` with Telegram "
           f"(polling the fake Bot API) and the scheduler\n")
@@ -216,6 +270,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--members", type=int, default=10_000)
     p.add_argument("--starts", type=int, default=3, help="starts of `qingfeng run` (median start-up time)")
     p.add_argument("--settle", type=float, default=3.0, help="seconds after ready for the second RSS reading")
+    p.add_argument("--perf-starts", type=int, default=3 if shutil.which("perf") else 0,
+                   help="extra starts counted with `perf stat` (user-space instructions; 0: none; "
+                        "default 3 when perf is installed)")
     p.add_argument("--quick", action="store_true", help="1,000 members, one start")
     backend_arg(p)
     args = p.parse_args(argv)
