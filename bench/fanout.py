@@ -5,7 +5,7 @@ which runs in a child process (bench/tgfake.py) so it does not share the bot's i
 
 - unlimited: rate limiting off; Bot API messages/s and the bot process's CPU per message.
   Target: >= 1,000 messages/s on 2 cores, so that Telegram's ~30 messages/s is the only bound.
-  Baseline (same run, same fake server): bare httpx POSTs of the same messages with the same
+  Baseline (same run, same fake server): bare aiohttp POSTs (JSON) of the same messages with the same
   concurrency, no database and no PTB — the most this fake server and client can move.
 - limited: PTB's AIORateLimiter on at 30/s for 600 members. Target: wall / (messages / 30 s)
   <= 1.05 (the baseline is that ideal time).
@@ -27,7 +27,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import httpx
+import aiohttp
 
 from bench.common import database, machine, table
 from bench.tgfake import TOKEN, FakeProcess
@@ -52,17 +52,19 @@ BASELINE_CHAT_BASE = 2 * USER_BASE  # baseline messages go to chats no member ha
 
 
 async def raw_baseline(base_url: str, messages: list[dict[str, Any]], members: int, concurrency: int) -> float:
-    """Bare httpx: each member's messages in order, `concurrency` members at once; seconds taken."""
+    """Bare aiohttp, JSON bodies (the bot's HTTP layer without PTB or the database): each
+    member's messages in order, `concurrency` members at once; seconds taken."""
     gate = asyncio.Semaphore(concurrency)
     url = f"{base_url}/bot{TOKEN}/sendMessage"
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as client:
 
         async def one(n: int) -> None:
             async with gate:
                 for m in messages:
-                    r = await client.post(url, data={"chat_id": str(BASELINE_CHAT_BASE + n), **m})
-                    r.raise_for_status()
+                    body = json.dumps({"chat_id": BASELINE_CHAT_BASE + n, **m}, ensure_ascii=False).encode()
+                    async with client.post(url, data=body, headers={"Content-Type": "application/json"}) as r:
+                        r.raise_for_status()
+                        json.loads(await r.read())
 
         with measured() as span:
             await asyncio.gather(*(one(n) for n in range(members)))
@@ -70,12 +72,12 @@ async def raw_baseline(base_url: str, messages: list[dict[str, Any]], members: i
 
 
 def wire_form(settings: Any, invite: Any) -> list[dict[str, Any]]:
-    """The invite's messages as PTB puts them on the wire (text + JSON reply_markup)."""
+    """The invite's messages as the bot puts them on the wire (text + reply_markup)."""
     out = []
     for msg in invite_messages(invite, settings.tz):
-        form = {"text": msg.text}
+        form: dict[str, Any] = {"text": msg.text}
         if msg.keyboard is not None:
-            form["reply_markup"] = json.dumps(msg.keyboard.to_dict(), ensure_ascii=False)
+            form["reply_markup"] = msg.keyboard.to_dict()
         out.append(form)
     return out
 
@@ -108,7 +110,7 @@ async def unlimited(kind: str, url: str, args: argparse.Namespace) -> list[list[
         raise RuntimeError(f"{kind}: push incomplete: {stats}, {sent} messages, {failed} refused")
     rate = sent / span.wall
     return [
-        [kind, "baseline: bare httpx → fake", base_members, base_members * len(form), f"{base_wall:.1f}",
+        [kind, "baseline: bare aiohttp → fake", base_members, base_members * len(form), f"{base_wall:.1f}",
          f"{base_rate:.0f}", f"{base_members / base_wall:.0f}", "–", "1.00"],
         [kind, "send_round → PTB → fake", args.members, sent, f"{span.wall:.1f}", f"{rate:.0f}",
          f"{args.members / span.wall:.0f}", f"{1000 * span.cpu / sent:.2f} (fake {1000 * fake_cpu / sent:.2f})",
@@ -176,7 +178,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                    help="items per round (default 1 keeps the default run under 10 minutes; 5 is the usual round)")
     p.add_argument("--rate", type=float, default=30, help="AIORateLimiter overall rate for the limited push")
     p.add_argument("--concurrency", type=int, default=32, help="members sent to at once (QINGFENG_PUSH_CONCURRENCY)")
-    p.add_argument("--baseline-members", type=int, default=1000, help="members in the bare-httpx baseline")
+    p.add_argument("--baseline-members", type=int, default=1000, help="members in the bare-aiohttp baseline")
     p.add_argument("--quick", action="store_true", help="small sizes: 1,000 members, 60 at 30/s")
     p.add_argument("--profile", type=Path, help="cProfile the unlimited push into this file")
     backend_arg(p)

@@ -26,6 +26,9 @@ class Recipient:
     member_id: int
     identity_id: int
     external_id: str
+    # An earlier attempt of this delivery was made (and may have stopped part-way), so a
+    # messenger that remembers partial progress should look it up; a first attempt has none.
+    retried: bool = False
 
 
 class Messenger(Protocol):

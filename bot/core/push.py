@@ -32,7 +32,7 @@ import socket
 import uuid
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -221,12 +221,13 @@ class _Batches:
     async def _flush(self, done: list[_Done], wanted: int) -> list[_Claimed]:
         now = self.clock()
         stop = self.should_stop is not None and self.should_stop()
-        async with self.db.engine.begin() as conn:
+        async with self.db.transaction() as conn:  # on SQLite: this process's one writer
             await self._mark(conn, done, now)
             rows = [] if stop else await self._claim(conn, wanted, now)
             targets = await self._recipients(conn, [r.member_id for r in rows])
         self.marked(len(done))
-        return [_Claimed(r, targets.get(r.member_id, [])) for r in rows]
+        return [_Claimed(r, [(p, replace(t, retried=True)) for p, t in targets.get(r.member_id, [])]
+                         if r.attempts else targets.get(r.member_id, [])) for r in rows]
 
     async def _mark(self, conn: AsyncConnection, done: list[_Done], now: datetime) -> None:
         t = self.table

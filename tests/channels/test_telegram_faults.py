@@ -8,15 +8,15 @@ database is not the subject (core's exactly-once is tested on both databases).
 from __future__ import annotations
 
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 
 from sqlmodel import col, func, select
 
 from bot.app import App
-from bot.channels.base import Recipient, SendStatus
 from bot.channels.telegram import TelegramMessenger, build_application
 from bot.config import Settings, load_settings
 from bot.core.invites import issue_code, redeem
-from bot.core.push import build_invite, send_round
+from bot.core.push import send_round
 from bot.storage.models import ChannelIdentity, Delivery, KeyValue, Member
 from tests.conftest import TEST_BANK
 from tests.factories import build_org, open_test_round
@@ -99,6 +99,8 @@ async def test_random_5xx_and_timeouts_everyone_exactly_once(sqlite_app):
         settings = settings_for(app, fake, telegram_max_retries=8, telegram_request_timeout=0.5)
         stats = await push(settings, app, round_id)
         assert (stats.sent, stats.failed, stats.blocked) == (203, 0, 0)
+        # A timed-out call is recorded when the fake's delay ends, which may be after the push.
+        await fake.wait_for(lambda: sum(c.status == 504 for c in fake.calls("sendMessage", ok=False)) == 3)
         refused = Counter(c.status for c in fake.calls("sendMessage", ok=False))
         assert refused[502] > 40 and refused[500] > 5 and refused[504] == 3  # the faults did happen
         assert_each_got_it_once(fake, users)
@@ -131,31 +133,31 @@ async def test_blocked_member_marked_inactive_others_served(sqlite_app):
 
 
 async def test_a_push_stopped_part_way_resumes_without_repeats(sqlite_app):
+    """Through core's push both times: the retry claims the failed delivery again (its second
+    attempt), so the messenger looks up how far the first one got and sends only the rest."""
     app = sqlite_app
     with FakeTelegram() as fake:
         round_id, users = await big_round(app, per_branch=1)
         member_id, user = next(iter(users.items()))
         settings = settings_for(app, fake, telegram_max_retries=1)
-        async with app.db.session() as s:
-            identity = (await s.exec(select(ChannelIdentity).where(
-                ChannelIdentity.external_id == str(user)))).one()
-        recipient = Recipient(member_id, identity.id, str(user))  # type: ignore[arg-type]
-        invite = await build_invite(app.db, round_id)
         # The outage starts after the intro and the first item reached this member.
         fault = fake.inject("5xx", methods={"sendMessage"}, chat_id=user, skip=2, times=None)
         async with TelegramMessenger(build_application(settings).bot, app.db, settings) as messenger:
-            first = await messenger.send(recipient, [invite])
-            assert first.status is SendStatus.failed and fault.fired == 2  # tried twice, then gave up
+            first = await send_round(app.db, round_id, {"telegram": messenger})
+            assert first.failed == 1 and fault.fired == 2  # tried twice, then gave up
             assert fake.sent_counts()[user] == 2
             fake.clear_faults()
-            second = await messenger.send(recipient, [invite])
-        assert second.status is SendStatus.sent
+            later = datetime.now(UTC) + timedelta(minutes=2)  # past the failed row's retry wait
+            second = await send_round(app.db, round_id, {"telegram": messenger}, clock=lambda: later)
+        assert (second.sent, second.failed) == (1, 0)
         heads = [(m.text or "").splitlines()[0] for m in fake.messages(user)]
         assert heads[1:] == ["【第1/3题·单选题】", "【第2/3题·多选题】", "【第3/3题·判断题】"]
         async with app.db.session() as s:  # the resume note is gone once the push completed
             left = (await s.exec(select(func.count()).select_from(KeyValue)
                                  .where(col(KeyValue.key).startswith("telegram:push:")))).one()
-        assert left == 0
+            delivery = (await s.exec(select(Delivery).where(Delivery.round_id == round_id,
+                                                            Delivery.member_id == member_id))).one()
+        assert left == 0 and delivery.status == "sent" and delivery.attempts == 2
 
 
 async def org_of(app: App, member: Member):  # type: ignore[no-untyped-def]

@@ -386,7 +386,7 @@ class FakeTelegram:
     async def _params(request: Request) -> tuple[dict[str, Any], dict[str, bytes]]:
         body = await request.body()
         ctype = request.headers.get("content-type", "")
-        raw: dict[str, str] = dict(request.query_params)
+        raw: dict[str, Any] = dict(request.query_params)
         files: dict[str, bytes] = {}
         if ctype.startswith("multipart/form-data"):
             msg = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {ctype}\r\n\r\n".encode() + body)
@@ -398,12 +398,12 @@ class FakeTelegram:
                 else:
                     raw[name] = payload.decode()
         elif ctype.startswith("application/json") and body:
-            return json.loads(body), files
+            raw.update(json.loads(body))  # values may be objects, or JSON in strings as in forms
         elif body:
             raw.update(parse_qsl(body.decode(), keep_blank_values=True))
         params: dict[str, Any] = {}
         for key, value in raw.items():
-            if key in _STRING_PARAMS:
+            if key in _STRING_PARAMS or not isinstance(value, str):
                 params[key] = value
                 continue
             try:

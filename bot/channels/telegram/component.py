@@ -18,6 +18,7 @@ from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, BaseUp
 
 from bot.app import App
 from bot.channels.telegram.handlers import COMMANDS, TelegramHandlers
+from bot.channels.telegram.http import AiohttpRequest
 from bot.channels.telegram.messenger import TelegramMessenger
 from bot.channels.telegram.state import UpdateLog
 from bot.config import Settings
@@ -30,6 +31,8 @@ POLL_TIMEOUT = 10  # seconds a getUpdates long poll may wait
 # Updates handled at once. Each holds a database connection only inside its one answer
 # transaction (PostgreSQL pool: 10 + 20 overflow), so this bounds memory, not the pool.
 MAX_CONCURRENT_UPDATES = 64
+# Keep-alive connections to the Bot API (PTB's default pool size); pushes and updates share them.
+BOT_API_CONNECTIONS = 256
 
 
 def _token(settings: Settings) -> str:
@@ -116,12 +119,10 @@ class PerUserOrder(BaseUpdateProcessor):
 
 def build_application(settings: Settings, *, polling: bool = True,  # type: ignore[type-arg]
                       update_log: Callable[[], UpdateLog | None] = lambda: None) -> Application:
-    # httpx logs every request URL at INFO, and Bot API URLs contain the token.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
     timeout = settings.telegram_request_timeout
     builder = (ApplicationBuilder().token(_token(settings))
-               .connect_timeout(timeout).read_timeout(timeout).write_timeout(timeout)
-               .media_write_timeout(timeout).pool_timeout(timeout)
+               .request(AiohttpRequest(pool_size=BOT_API_CONNECTIONS, timeout=timeout))
+               .get_updates_request(AiohttpRequest(pool_size=1, timeout=timeout))
                .concurrent_updates(PerUserOrder(MAX_CONCURRENT_UPDATES, update_log))
                .job_queue(None))  # the project's scheduler does the timing
     base = api_base(settings)

@@ -22,7 +22,7 @@ from datetime import timedelta
 from types import TracebackType
 
 from sqlmodel import col, select
-from telegram import Bot, InputMediaPhoto, Message, Poll
+from telegram import Bot, InlineKeyboardMarkup, InputMediaPhoto, Message, Poll
 from telegram.error import Forbidden, TelegramError
 from telegram.warnings import PTBUserWarning
 
@@ -43,6 +43,7 @@ warnings.filterwarnings("ignore", message=r"Please use 'Bot\.sendMessage' instea
 PLATFORM = "telegram"
 POLL_MEMORY = timedelta(days=30)  # how long after the deadline a poll answer is still matched
 ALBUM_MAX = 10  # photos per sendMediaGroup (Bot API: 2-10)
+MARKUP_MEMORY = 64  # keyboards converted to JSON and kept (a round has a handful)
 
 
 class TelegramMessenger:
@@ -58,6 +59,7 @@ class TelegramMessenger:
         self._polls: OrderedDict[int, dict[str, PollSpec]] = OrderedDict()  # round id -> item -> poll
         # The last invite rendered: a push hands every member the same invite object.
         self._rendered: tuple[RoundInvite, dict[str, PollSpec] | None, list[OutMessage]] | None = None
+        self._markups: dict[int, tuple[InlineKeyboardMarkup, dict[str, object]]] = {}
 
     # A standalone messenger (e.g. a CLI push) owns its bot's HTTP session.
     async def __aenter__(self) -> TelegramMessenger:
@@ -86,8 +88,20 @@ class TelegramMessenger:
         keyboard for every member and card was a sixth of PTB's share of a push."""
         params: dict[str, object] = {"chat_id": chat_id, "text": msg.text}
         if msg.keyboard is not None:
-            params["reply_markup"] = msg.keyboard
+            params["reply_markup"] = self._markup(msg.keyboard)
         await self.call(lambda: self.bot.do_api_request("sendMessage", api_kwargs=params))
+
+    def _markup(self, keyboard: InlineKeyboardMarkup) -> dict[str, object]:
+        """The keyboard as the JSON object PTB would make of it, made once per rendered card
+        (a push sends the same cards to every member; converting them was ~15 % of its CPU)."""
+        hit = self._markups.get(id(keyboard))
+        if hit is not None and hit[0] is keyboard:
+            return hit[1]
+        if len(self._markups) >= MARKUP_MEMORY:
+            self._markups.clear()
+        markup = keyboard.to_dict()
+        self._markups[id(keyboard)] = (keyboard, markup)  # holding the keyboard keeps its id
+        return markup
 
     async def send_images(self, chat_id: int, images: Sequence[ReportImage]) -> None:
         """Report charts: an album of up to ten (each photo keeps its caption), a lone one as a
@@ -132,7 +146,8 @@ class TelegramMessenger:
         if invite is not None:
             polls = await self._polls_for(invite) if self.settings.telegram_quiz_polls else None
             messages = self._invite_messages(invite, polls)
-            start = await state.push_progress(self.db, invite.round_id, recipient.identity_id)
+            start = (await state.push_progress(self.db, invite.round_id, recipient.identity_id)
+                     if recipient.retried else 0)  # only an earlier attempt can have left some
         else:
             messages, start = messages_for(results, self.settings.tz), 0
         for i in range(start, len(messages)):
