@@ -209,7 +209,8 @@ async def record_answer(
     }
     new_id = await insert_one_returning_id(session, Answer, row, prebuilt=True)
     if new_id is not None:  # the reports' answer tally moves with the answer, same transaction
-        await count_answer(session, member_id=member_id, round_id=rnd.id, correct=correct, late=row["late"])
+        await count_answer(session, member_id=member_id, round_id=rnd.id, item_id=item.id, choice=choice,
+                           correct=correct, late=row["late"])
     if commit:
         await session.commit()
     if new_id is not None:

@@ -362,8 +362,106 @@ GROUP BY m.id, m.name, o.name
 ORDER BY o.name, m.name""",
 )
 
+# --- Reports whose scope holds every on-time answer of its rounds (e.g. a 党委 over its tree) ---
+# Then the per-item tables are read from the item tally (bot/reports/tally.py) and the answers
+# are not copied into the working set. `coverage` decides it, after the member-rounds are filled.
+
+_PERIOD_ROUNDS = """period_rounds AS (
+    SELECT r.id AS round_id
+    FROM round r
+    WHERE r.opens_at >= :start AND r.opens_at < :end{round_filter}
+)"""
+
+# The item tally's valid part: on-time answers of the period's rounds to items not retired.
+_TALLY = _PERIOD_ROUNDS + """,
+tallied AS (
+    SELECT t.round_id, t.item_id, t.choice, t.answers, t.correct
+    FROM itemtally t JOIN bankitem bi ON bi.id = t.item_id
+    WHERE t.round_id IN (SELECT round_id FROM period_rounds) AND bi.status <> 'retired'
+)"""
+
+COVERAGE = Query(
+    "coverage", "（是否可用题目计数表）",
+    "Run after filling report_member_round. scope = the scope's on-time answers in the period's "
+    "rounds (valid + retired, from the member-rounds); everyone = all on-time answers of those "
+    "rounds (the item tally). The scope's answers are a subset of all, so equal counts mean the "
+    "same answers: then items, options and topics are read from the item tally (the *_all "
+    "queries below) and report_answer is not filled. Otherwise (a branch, a 党总支, or a member "
+    "who left the tree with answers) the working-set queries run.",
+    _with(_PERIOD_ROUNDS) + """SELECT (SELECT COALESCE(SUM(answers + retired), 0) FROM report_member_round) AS scope,
+       (SELECT COALESCE(SUM(answers), 0) FROM itemtally
+        WHERE round_id IN (SELECT round_id FROM period_rounds)) AS everyone""",
+)
+
+ITEMS_ALL = Query(
+    "items_all", "各题正确率（范围含全部作答时）",
+    "As `items`, from the item tally. people: a member has one stored answer per round and "
+    "item, so an item asked in one round of the period has as many people as answers; for an "
+    "item asked in several rounds the distinct members are counted from its answers (by the "
+    "answer (round_id, item_id) index).",
+    _with(_TALLY) + """, n AS (
+    SELECT item_id, SUM(answers) AS answers, SUM(correct) AS correct, COUNT(DISTINCT round_id) AS rounds
+    FROM tallied GROUP BY item_id
+)
+SELECT n.item_id, bi.stem, bi.type, bi.answer AS answer_key, n.answers, n.correct,
+       CASE WHEN n.rounds = 1 THEN n.answers ELSE (
+           SELECT COUNT(DISTINCT a.member_id) FROM answer a
+           WHERE a.round_id IN (SELECT round_id FROM period_rounds) AND a.item_id = n.item_id AND NOT a.late
+       ) END AS people
+FROM n JOIN bankitem bi ON bi.id = n.item_id
+ORDER BY n.item_id""",
+)
+
+OPTIONS_ALL = Query(
+    "options_all", "各题选项分布（范围含全部作答时）",
+    "As `options`, from the item tally.",
+    _with(_TALLY) + """SELECT item_id, choice, SUM(answers) AS answers
+FROM tallied
+GROUP BY item_id, choice
+ORDER BY item_id, choice""",
+)
+
+TOPICS_ALL = Query(
+    "topics_all", "各主题正确率（范围含全部作答时）",
+    "As `topics`: items, answers and correct from the item tally. people = distinct members "
+    "with a valid answer to one of the topic's items, which no sum of counts gives, so it is "
+    "still counted from the answers of the period's rounds.",
+    _with(_TALLY) + """, counted AS (
+    SELECT it.topic, COUNT(DISTINCT v.item_id) AS items, SUM(v.answers) AS answers, SUM(v.correct) AS correct
+    FROM tallied v CROSS JOIN itemtopic it
+    WHERE it.item_id = v.item_id
+    GROUP BY it.topic
+),
+people AS (
+    SELECT it.topic, COUNT(DISTINCT a.member_id) AS people
+    FROM answer a CROSS JOIN itemtopic it
+    WHERE a.round_id IN (SELECT round_id FROM period_rounds) AND NOT a.late
+      AND a.item_id NOT IN (SELECT id FROM bankitem WHERE status = 'retired')
+      AND it.item_id = a.item_id
+    GROUP BY it.topic
+)
+SELECT c.topic, c.items, c.answers, c.correct, p.people
+FROM counted c JOIN people p ON p.topic = c.topic
+ORDER BY c.topic""",
+)
+
+ROUND_MARKS_ALL = Query(
+    "round_marks_all", "题目质量分析：作答矩阵（范围含全部作答时）",
+    "As `round_marks`, with the marks read from the answers of the analysed rounds (by the "
+    "answer (round_id, item_id) index) instead of report_answer; joining `complete` keeps only "
+    "the scope's members, as before.",
+    ROUND_MARKS.template.replace("""marks AS MATERIALIZED (
+    SELECT member_id, round_id, item_id, correct FROM report_answer
+    WHERE round_id IN (SELECT round_id FROM analysed)
+)""", """marks AS MATERIALIZED (
+    SELECT member_id, round_id, item_id, CASE WHEN correct THEN 1 ELSE 0 END AS correct FROM answer
+    WHERE round_id IN (SELECT round_id FROM analysed) AND NOT late
+      AND item_id NOT IN (SELECT id FROM bankitem WHERE status = 'retired')
+)"""),
+)
+
 ALL: tuple[Query, ...] = (SUMMARY, ITEMS, OPTIONS, TOPICS, WEEKS, UNITS, MEMBER_SCORES, BY_ATTRIBUTE, ROUNDS,
-                          ROUND_MARKS, NONRESPONDERS)
+                          ROUND_MARKS, NONRESPONDERS, COVERAGE, ITEMS_ALL, OPTIONS_ALL, TOPICS_ALL, ROUND_MARKS_ALL)
 
 _WEEK = {
     # Monday of the local week: SQLite has no named zones, so a fixed offset is bound.

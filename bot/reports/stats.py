@@ -58,8 +58,18 @@ def _statement(session: AsyncSession, query: queries.Query, scope: Scope, extra:
     return stmt, {n: values[n] for n in names}
 
 
+# Set on the session by `fill_working_set` when the scope holds every on-time answer of its
+# rounds: the per-item queries then read the item tally instead of report_answer.
+_COVERS_ALL = "report_covers_all"
+_FROM_TALLY = {queries.ITEMS: queries.ITEMS_ALL, queries.OPTIONS: queries.OPTIONS_ALL,
+               queries.TOPICS: queries.TOPICS_ALL, queries.ROUND_MARKS: queries.ROUND_MARKS_ALL}
+
+
 async def run(session: AsyncSession, query: queries.Query, scope: Scope, **extra: Any) -> list[Any]:
-    """Execute one documented query with the scope's parameters (only those it names)."""
+    """Execute one documented query with the scope's parameters (only those it names); a
+    per-item query reads the item tally instead when the working set says it covers all."""
+    if session.info.get(_COVERS_ALL):
+        query = _FROM_TALLY.get(query, query)
     stmt, params = _statement(session, query, scope, extra)
     result = await session.exec(stmt, params=params)  # type: ignore[call-overload]
     return list(result.all())
@@ -82,11 +92,19 @@ async def fill_working_set(session: AsyncSession, scope: Scope, *, answers: bool
         await session.exec(text(  # type: ignore[call-overload]
             "SELECT set_config('plan_cache_mode', 'force_custom_plan', true), set_config('jit', 'off', true), "
             "set_config('default_statistics_target', '10', true)"))
+    session.info[_COVERS_ALL] = False
     for table in queries.WORKING_SET:
         drop, create = table.ddl(dialect)
         await session.exec(text(drop))  # type: ignore[call-overload]
-        if table is queries.ANSWERS and not answers:
-            continue
+        if table is queries.ANSWERS:
+            if not answers:
+                continue
+            # Every on-time answer of the period's rounds is the scope's (a 党委 over its tree):
+            # the per-item tables read the item tally, and the answers are not copied.
+            (covered, everyone), = await run(session, queries.COVERAGE, scope)
+            if int(covered) == int(everyone):
+                session.info[_COVERS_ALL] = True
+                continue
         await session.exec(text(create))  # type: ignore[call-overload]
         stmt, params = _statement(session, table.fill, scope, {})
         await session.exec(stmt, params=params)  # type: ignore[call-overload]
@@ -97,6 +115,7 @@ async def fill_working_set(session: AsyncSession, scope: Scope, *, answers: bool
 async def drop_working_set(session: AsyncSession) -> None:
     """Free the working set's temporary tables (a report's session may live on in the pool)."""
     dialect = session.bind.dialect.name if session.bind else "sqlite"
+    session.info.pop(_COVERS_ALL, None)
     for table in queries.WORKING_SET:
         await session.exec(text(table.ddl(dialect)[0]))  # type: ignore[call-overload]
 

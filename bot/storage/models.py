@@ -363,9 +363,26 @@ class AnswerTally(SQLModel, table=True):
     pushed: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # 1: a delivery row exists (0006)
 
 
+
+class ItemTally(SQLModel, table=True):
+    """On-time answers counted per round, item and exact choice (spread over `shard` =
+    member_id % 16, so concurrent answers to one option do not queue on one row), so that a
+    report covering every answer of its rounds reads a few hundred rows for its per-item
+    tables instead of the answers. Kept like `AnswerTally` by `bot.reports.tally`; independent
+    of item status (reports filter retired items when they read it)."""
+
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    round_id: int = Field(foreign_key="round.id", primary_key=True)
+    item_id: str = Field(max_length=64, primary_key=True)
+    choice: str = Field(max_length=8, primary_key=True)
+    shard: int = Field(primary_key=True)
+    answers: int = 0
+    correct: int = 0
+
 __all__ = [
     "Answer", "AnswerTally", "AuditLog", "BankItem", "CaseDelivery", "CaseStudy", "ChannelIdentity",
-    "Delivery", "DeliveryStatus", "InboundMessage", "InviteCode", "ItemStatus", "ItemTopic", "JobClaim",
+    "Delivery", "DeliveryStatus", "InboundMessage", "InviteCode", "ItemStatus", "ItemTally", "ItemTopic", "JobClaim",
     "KeyValue", "Member", "Notification", "Organization", "ReviewCard", "Role", "Round", "RoundItem",
     "SQLModel", "Schedule", "UTCDateTime", "utcnow",
 ]

@@ -11,9 +11,10 @@ from alembic import command
 from sqlalchemy import text
 
 from bot.core.commands import SubmitAnswer
-from bot.reports.period import round_period
+from bot.reports.period import Period, round_period
 from bot.reports.report import full_report
-from bot.reports.tally import DEFINITION, MISMATCHES
+from bot.reports.stats import Scope, drop_working_set, fill_working_set
+from bot.reports.tally import DEFINITION, ITEM_MISMATCHES, MISMATCHES
 from bot.storage import migrate
 from bot.storage.bulk import insert_ignore
 from bot.storage.models import Answer
@@ -34,6 +35,19 @@ async def _tally(app) -> dict[tuple[int, int], tuple[int, int, int, int]]:  # ty
 async def _mismatches(app) -> list:  # type: ignore[no-untyped-def]
     async with app.db.session() as s:
         return list((await s.exec(text(MISMATCHES))).all())
+
+
+async def _item_mismatches(app) -> list:  # type: ignore[no-untyped-def]
+    async with app.db.session() as s:
+        return list((await s.exec(text(ITEM_MISMATCHES))).all())
+
+
+async def _item_tally(app) -> dict[tuple[int, str, str], tuple[int, int]]:  # type: ignore[no-untyped-def]
+    """The item tally summed over its shards."""
+    async with app.db.session() as s:
+        rows = (await s.exec(text("SELECT round_id, item_id, choice, SUM(answers), SUM(correct) FROM itemtally "
+                                  "GROUP BY round_id, item_id, choice"))).all()
+    return {(r, i, c): (int(a), int(k)) for r, i, c, a, k in rows}
 
 
 async def _recounted(app) -> dict[tuple[int, int], tuple[int, int, int, int]]:  # type: ignore[no-untyped-def]
@@ -75,6 +89,14 @@ async def test_service_answers_keep_the_tally_equal_to_the_answers(app, clock):
     assert await _tally(app) == expected
     assert await _recounted(app) == expected
     assert await _mismatches(app) == []
+    # On-time answers per round, item and exact choice (answers, right), from the same lines:
+    # late answers (m4 judge, m5 single) and the replay are not in it.
+    assert await _item_tally(app) == {
+        (rnd.id, "t-single-001", "C"): (4, 4), (rnd.id, "t-single-001", "A"): (1, 0),
+        (rnd.id, "t-judge-001", "A"): (3, 3), (rnd.id, "t-judge-001", "B"): (1, 0),
+        (rnd.id, "t-multiple-001", "ACD"): (3, 3), (rnd.id, "t-multiple-001", "AC"): (1, 0),
+        (later.id, "t-judge-002", "B"): (1, 1), (later.id, "t-judge-002", "A"): (1, 0)}
+    assert await _item_mismatches(app) == []
 
     # Retiring an item afterwards changes no tally row; the report subtracts its on-time answers.
     await b.retire(app, "t-judge-001")
@@ -100,6 +122,7 @@ async def test_bulk_loads_recount_and_the_migration_backfills(app):
     await b.answers(app, first, [(mid, "t-single-001", True) for mid in ids[10:]], late=True)
     await b.answers(app, first, [(ids[0], "t-single-001", False)])  # a repeat: ignored, recount unchanged
     assert await _mismatches(app) == [] and len(await _tally(app)) == 12  # one row per delivery
+    assert await _item_mismatches(app) == [] and sum(a for a, _ in (await _item_tally(app)).values()) == 30
 
     # Answers written behind the tally's back (no recount) are caught by the check …
     second = await b.open_round(app, branch, ITEMS[:1], at=first.opens_at + timedelta(days=7))
@@ -111,9 +134,55 @@ async def test_bulk_loads_recount_and_the_migration_backfills(app):
     # (each of the three rows is wrong both ways: the stored counts and the true ones)
     assert sorted((r[0], r[1]) for r in await _mismatches(app)) == sorted(
         (side, mid) for side in ('not in the definition', 'wrong or missing in answertally') for mid in ids[:3])
+    assert [r[0] for r in await _item_mismatches(app)] != []
     # … and the migrations' backfills rebuild the tally from the answers and deliveries.
     migrate._in_fresh_thread(command.downgrade, migrate.alembic_config(app.settings.database_url),
-                             "0006_tally_pushed@-2")  # both tally revisions off, then on again
+                             "0007_item_tally@-3")  # the three tally revisions off, then on again
     migrate.upgrade(app.settings.database_url)
-    assert await _mismatches(app) == []
+    assert await _mismatches(app) == [] and await _item_mismatches(app) == []
+    assert (await _item_tally(app))[(second.id, ITEMS[0], "C")] == (3, 3)
     assert len(await _tally(app)) == 24  # both rounds went to all 12
+
+
+async def test_a_scope_holding_every_answer_reads_the_item_tally_and_reports_the_same(app):
+    """A 党委 over its whole tree holds every on-time answer of its rounds, so its items, options,
+    topics and item analysis come from the item tally; once someone outside it answers the same
+    rounds it no longer does, takes the working-set path, and must report exactly the same."""
+    root = await b.org(app, "机关党委")
+    a = await b.members(app, await b.org(app, "机关党委/甲支部"), 6, key="ia")
+    bb = await b.members(app, await b.org(app, "机关党委/乙支部"), 6, key="ib")
+    start = app.service.clock()
+    first = await b.open_round(app, root, ITEMS, at=start)
+    second = await b.open_round(app, root, ["t-single-001", "t-judge-002"], at=start + timedelta(days=7))
+    await b.answers(app, first, [(m, item, (k + j) % 3 != 1) for k, m in enumerate(a + bb[:3])
+                                 for j, item in enumerate(ITEMS)])
+    await b.answers(app, first, [(bb[5], "t-single-001", True)], late=True)
+    await b.answers(app, second, [(m, "t-single-001", True) for m in a[:4]] + [(bb[0], "t-single-001", False)]
+                    + [(m, "t-judge-002", k % 2 == 0) for k, m in enumerate(a)])
+    await b.retire(app, "t-judge-001")
+    period = Period(start - timedelta(hours=1), start + timedelta(days=30), "本期")
+    now = start + timedelta(days=20)
+
+    async def report_and_path() -> tuple[object, bool]:
+        async with app.db.session() as s:
+            await fill_working_set(s, Scope(root, period, TZ))
+            covers = s.info["report_covers_all"]
+            await drop_working_set(s)
+            return await full_report(s, org=root, period=period, min_group=3, tz=TZ, now=now), covers
+
+    by_tally, covers = await report_and_path()
+    assert covers
+    single = next(i for i in by_tally.items if i.item_id == "t-single-001")
+    # Round 1: a0–a5, b0–b2 (9, right unless (k + 0) % 3 == 1: k = 1, 4, 7 → 6 right); round 2:
+    # a0–a3 right, b0 wrong. 14 answers, 10 right, 9 people (a0–a3 and b0 answered it twice);
+    # b5's late answer is not in it.
+    assert (single.answered, single.correct, single.people) == (14, 10, 9)
+    assert single.option_counts == {"B": 4, "C": 10}
+    assert "t-judge-001" not in {i.item_id for i in by_tally.items}  # retired since
+    assert by_tally.rounds and all(r.stats is not None for r in by_tally.rounds)
+
+    outsider = await b.members(app, await b.org(app, "外单位党委/某支部"), 1, key="ix")
+    await b.answers(app, first, [(outsider[0], "t-single-001", True), (outsider[0], "t-multiple-001", False)])
+    by_answers, covers = await report_and_path()
+    assert not covers
+    assert by_answers == by_tally
