@@ -115,7 +115,10 @@ class TelegramHandlers:
     async def send(self, chat_id: int, messages: list[OutMessage]) -> None:
         for msg in messages:
             try:
-                await self.messenger.deliver(chat_id, msg)
+                if msg.poll is not None:
+                    await self.messenger.deliver(chat_id, msg)
+                else:
+                    await self.messenger.send_text(chat_id, msg)
             except Forbidden:
                 log.info("reply not delivered: the user blocked the bot")
                 return
@@ -268,7 +271,7 @@ class TelegramHandlers:
         if message is None:
             return False
         try:
-            await self.messenger.call(lambda: message.edit_text(text, reply_markup=None))
+            await self.messenger.edit_text(message.chat.id, message.message_id, text)
         except BadRequest as exc:
             return "not modified" in str(exc).lower()  # a double tap: already shown
         return True

@@ -37,9 +37,10 @@ from bot.storage.db import Database
 from bot.storage.models import BankItem
 
 log = logging.getLogger(__name__)
-# `push_text` calls sendMessage through do_api_request on purpose (see there); PTB warns that
-# send_message exists for that endpoint.
-warnings.filterwarnings("ignore", message=r"Please use 'Bot\.sendMessage' instead of", category=PTBUserWarning)
+# `send_text` and `edit_text` call their endpoints through do_api_request on purpose (see
+# there); PTB warns that send_message / edit_message_text exist for them.
+warnings.filterwarnings("ignore", message=r"Please use 'Bot\.(sendMessage|editMessageText)' instead of",
+                        category=PTBUserWarning)
 PLATFORM = "telegram"
 POLL_MEMORY = timedelta(days=30)  # how long after the deadline a poll answer is still matched
 ALBUM_MAX = 10  # photos per sendMediaGroup (Bot API: 2-10)
@@ -82,14 +83,20 @@ class TelegramMessenger:
                 allows_multiple_answers=p.multiple, correct_option_ids=p.correct, explanation=p.explanation))
         return await self.call(lambda: self.bot.send_message(chat_id, msg.text, reply_markup=msg.keyboard))
 
-    async def push_text(self, chat_id: int, msg: OutMessage) -> None:
-        """A text message of a push, through PTB (defaults, rate limiter, errors) but without
-        turning the reply into a `Message`: nothing of it is needed, and building one with its
-        keyboard for every member and card was a sixth of PTB's share of a push."""
+    async def send_text(self, chat_id: int, msg: OutMessage) -> None:
+        """A text message (a push's card, a reply), through PTB (defaults, rate limiter, errors)
+        but without turning the reply into a `Message`: nothing of it is needed, and building
+        one with its keyboard for every member and card was a sixth of PTB's share of a push."""
         params: dict[str, object] = {"chat_id": chat_id, "text": msg.text}
         if msg.keyboard is not None:
             params["reply_markup"] = self._markup(msg.keyboard)
         await self.call(lambda: self.bot.do_api_request("sendMessage", api_kwargs=params))
+
+    async def edit_text(self, chat_id: int, message_id: int, text: str) -> None:
+        """Replace a message's text and drop its keyboard (an answered card); like `send_text`,
+        the edited message Telegram returns is not parsed. Raises BadRequest like PTB's edit."""
+        params: dict[str, object] = {"chat_id": chat_id, "message_id": message_id, "text": text}
+        await self.call(lambda: self.bot.do_api_request("editMessageText", api_kwargs=params))
 
     def _markup(self, keyboard: InlineKeyboardMarkup) -> dict[str, object]:
         """The keyboard as the JSON object PTB would make of it, made once per rendered card
@@ -153,7 +160,7 @@ class TelegramMessenger:
         for i in range(start, len(messages)):
             msg = messages[i]
             try:
-                sent = await self.deliver(chat_id, msg) if msg.poll is not None else await self.push_text(chat_id, msg)
+                sent = await self.deliver(chat_id, msg) if msg.poll is not None else await self.send_text(chat_id, msg)
             except Forbidden:
                 return SendOutcome(SendStatus.blocked, "forbidden")
             except TelegramError as exc:
