@@ -370,6 +370,43 @@ GROUP BY m.id, m.name, o.name
 ORDER BY o.name, m.name""",
 )
 
+_FILL_CTES, _FILL_INSERT = MEMBER_ROUNDS.fill.template.split("INSERT INTO report_member_round", 1)
+assert _FILL_INSERT.rstrip().endswith("WHERE t.round_id IN (SELECT round_id FROM period_rounds)")
+
+SIBLINGS = Query(
+    "siblings", "同级组织中的排名（支部报告）",
+    "A branch's rank among its siblings, without filling the working set for the parent: the "
+    "parent is the scope (:scope, :scope_id) and its member-rounds are read from the answer "
+    "tally as `fill_member_rounds` reads them (same CTEs), summed per member once. Rows of kind "
+    "'unit' are `units` over those member-rounds; rows of kind 'member' are `member_scores` "
+    "(member, unit, valid answers, correct) for the per-member test. Only the rank and the two "
+    "tests are shown.",
+    _FILL_CTES + """, per_member AS MATERIALIZED (
+    SELECT t.member_id, mu.unit_id, SUM(t.pushed) AS pushed,
+           SUM(CASE WHEN t.on_time - COALESCE(x.answers, 0) > 0 THEN 1 ELSE 0 END) AS responded,
+           SUM(t.on_time - COALESCE(x.answers, 0)) AS answers,
+           SUM(t.on_time_correct - COALESCE(x.correct, 0)) AS correct
+    FROM answertally t
+    JOIN member_unit mu ON mu.member_id = t.member_id
+    LEFT JOIN retired x ON x.member_id = t.member_id AND x.round_id = t.round_id
+    WHERE t.round_id IN (SELECT round_id FROM period_rounds)
+    GROUP BY t.member_id, mu.unit_id
+),
+""" + _UNITS + """
+SELECT 'unit' AS kind, u.unit_id, NULL AS member_id, u.unit_name AS name, COALESCE(SUM(p.pushed), 0) AS pushed,
+       COALESCE(SUM(p.responded), 0) AS responded, COALESCE(SUM(p.answers), 0) AS answers,
+       COALESCE(SUM(p.correct), 0) AS correct,
+       COALESCE(SUM(CASE WHEN p.answers > 0 THEN 1 ELSE 0 END), 0) AS people,
+       COALESCE(SUM(CASE WHEN p.pushed > 0 THEN 1 ELSE 0 END), 0) AS pushed_people
+FROM units u LEFT JOIN per_member p ON p.unit_id = u.unit_id
+GROUP BY u.unit_id, u.unit_name
+UNION ALL
+SELECT 'member', unit_id, member_id, NULL, pushed, responded, answers, correct, 0, 0
+FROM per_member WHERE pushed > 0
+ORDER BY 1 DESC, 2, 3""",
+)
+
+
 # --- Reports whose scope holds every on-time answer of its rounds (e.g. a 党委 over its tree) ---
 # Then the per-item tables are read from the item tally (bot/reports/tally.py) and the answers
 # are not copied into the working set. `coverage` decides it, after the member-rounds are filled.
@@ -469,7 +506,8 @@ ROUND_MARKS_ALL = Query(
 )
 
 ALL: tuple[Query, ...] = (SUMMARY, ITEMS, OPTIONS, TOPICS, WEEKS, UNITS, MEMBER_SCORES, BY_ATTRIBUTE, ROUNDS,
-                          ROUND_MARKS, NONRESPONDERS, COVERAGE, ITEMS_ALL, OPTIONS_ALL, TOPICS_ALL, ROUND_MARKS_ALL)
+                          ROUND_MARKS, NONRESPONDERS, SIBLINGS, COVERAGE, ITEMS_ALL, OPTIONS_ALL, TOPICS_ALL,
+                          ROUND_MARKS_ALL)
 
 _WEEK = {
     # Monday of the local week: SQLite has no named zones, so a fixed offset is bound.

@@ -88,7 +88,8 @@ async def full_report(
             correlations=_correlations(scores, min_group, scope.params()["year"]),
             rounds=await _rounds(session, scope, min_group),
         )
-        # Last: these two fill the working set's member-rounds again for their own scope or period.
+        # Last: the sibling rank reads the parent's member-rounds itself; the previous period
+        # fills the working set's member-rounds again for its own period.
         sections["sibling_rank"] = await _sibling_rank(session, org, period, tz, min_group)
     previous = await _previous(session, org, period, rnd, tz, min_group, now)
     await drop_working_set(session)
@@ -162,11 +163,13 @@ async def _has_children(session: AsyncSession, org: Organization) -> bool:
         is not None
 
 
-async def _units(session: AsyncSession, scope: Scope, min_group: int, scores: list | None = None,
-                 *, intervals: bool = True) -> UnitComparison:
-    rows = await run(session, queries.UNITS, scope)
-    if scores is None:
-        scores = await _member_scores(session, scope)
+async def _units(session: AsyncSession, scope: Scope, min_group: int, scores: list) -> UnitComparison:
+    return _unit_comparison(scope, await run(session, queries.UNITS, scope), scores, min_group)
+
+
+def _unit_comparison(scope: Scope, rows: list, scores: list, min_group: int, *,
+                     intervals: bool = True) -> UnitComparison:
+    """`units` rows and `member_scores` rows → the comparison, privacy floor, ranks and tests."""
     hidden = withheld_keys({r[0]: group_size(int(r[6]), int(r[7])) for r in rows}, min_group, partition=True,
                            answered={r[0]: int(r[4]) for r in rows})
     units = []
@@ -214,9 +217,13 @@ async def _sibling_rank(session: AsyncSession, org: Organization, period: Period
     if parent is None:
         return None
     siblings = Scope(parent, period, tz)
-    await fill_working_set(session, siblings, answers=False)
+    # One statement over the answer tally (no working set for the parent): unit rows as `units`
+    # gives them, member rows as `member_scores` (member, unit, rank, joined, answers, correct).
+    rows = await run(session, queries.SIBLINGS, siblings)
+    units = [(r[1], *r[3:]) for r in rows if r[0] == "unit"]
+    scores = [(int(r[2]), int(r[1]), None, None, int(r[6]), int(r[7])) for r in rows if r[0] == "member"]
     # Only the rank and the two tests are shown: the siblings' own intervals are not computed.
-    comparison = await _units(session, siblings, min_group, intervals=False)
+    comparison = _unit_comparison(siblings, units, scores, min_group, intervals=False)
     ranked = [u for u in comparison.units if u.rank is not None]
     mine = next((u for u in ranked if u.org_id == org.id), None)
     if mine is None or len(ranked) < 2:
