@@ -98,7 +98,9 @@ MEMBER_ROUNDS = WorkTable(
         "index: usually none) and taken off; CROSS JOIN keeps SQLite from reading every answer "
         "of the scope to find them (it joins in the order written; PostgreSQL plans as usual). "
         "org_unit is MATERIALIZED so that units are matched once per organisation, not once per "
-        "member-round.",
+        "member-round. The tally is read member by member (CROSS JOIN: by its (member_id, round_id) "
+        "key; SQLite otherwise scanned the whole tally when the period has many rounds, half a "
+        "million rows for a branch's 50 rounds).",
         _with(_BASE) + """, org_unit AS MATERIALIZED (
     SELECT o.id AS org_id,
            COALESCE((SELECT c.id FROM organization c
@@ -128,10 +130,10 @@ SELECT t.member_id, t.round_id, mu.unit_id, t.pushed,
        CASE WHEN t.on_time + t.late > 0 THEN 1 ELSE 0 END,
        t.on_time - COALESCE(x.answers, 0), t.on_time_correct - COALESCE(x.correct, 0),
        t.late, COALESCE(x.answers, 0)
-FROM answertally t
-JOIN member_unit mu ON mu.member_id = t.member_id
+FROM member_unit mu
+CROSS JOIN answertally t
 LEFT JOIN retired x ON x.member_id = t.member_id AND x.round_id = t.round_id
-WHERE t.round_id IN (SELECT round_id FROM period_rounds)""",
+WHERE t.member_id = mu.member_id AND t.round_id IN (SELECT round_id FROM period_rounds)""",
     ),
     sqlite_key="member_id, round_id",
 )
@@ -371,7 +373,8 @@ ORDER BY o.name, m.name""",
 )
 
 _FILL_CTES, _FILL_INSERT = MEMBER_ROUNDS.fill.template.split("INSERT INTO report_member_round", 1)
-assert _FILL_INSERT.rstrip().endswith("WHERE t.round_id IN (SELECT round_id FROM period_rounds)")
+assert _FILL_INSERT.rstrip().endswith(
+    "WHERE t.member_id = mu.member_id AND t.round_id IN (SELECT round_id FROM period_rounds)")
 
 SIBLINGS = Query(
     "siblings", "同级组织中的排名（支部报告）",
@@ -386,10 +389,10 @@ SIBLINGS = Query(
            SUM(CASE WHEN t.on_time - COALESCE(x.answers, 0) > 0 THEN 1 ELSE 0 END) AS responded,
            SUM(t.on_time - COALESCE(x.answers, 0)) AS answers,
            SUM(t.on_time_correct - COALESCE(x.correct, 0)) AS correct
-    FROM answertally t
-    JOIN member_unit mu ON mu.member_id = t.member_id
+    FROM member_unit mu
+    CROSS JOIN answertally t
     LEFT JOIN retired x ON x.member_id = t.member_id AND x.round_id = t.round_id
-    WHERE t.round_id IN (SELECT round_id FROM period_rounds)
+    WHERE t.member_id = mu.member_id AND t.round_id IN (SELECT round_id FROM period_rounds)
     GROUP BY t.member_id, mu.unit_id
 ),
 """ + _UNITS + """
