@@ -13,7 +13,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.storage.sqlite_driver import one_call_dbapi
+from bot.storage.sqlite_driver import BUSY_TIMEOUT_MS, one_call_dbapi
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -21,7 +21,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cursor.close()
 
 
@@ -30,7 +30,7 @@ def make_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30},
+        engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30, "check_same_thread": False},
                                      module=one_call_dbapi())  # see sqlite_driver.py
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
@@ -68,8 +68,14 @@ class Database:
             async with self.engine.begin() as conn:
                 yield conn
             return
-        async with self._writer, self.engine.begin() as conn:
-            yield conn
+        async with self._writer, self.engine.connect() as conn:
+            driver = (await conn.get_raw_connection()).dbapi_connection
+            driver.set_inline(True)  # short statements, commit included, without thread crossings
+            try:
+                async with conn.begin():
+                    yield conn
+            finally:
+                driver.set_inline(False)
 
     async def dispose(self) -> None:
         await self.engine.dispose()
