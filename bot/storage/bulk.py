@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -35,9 +34,19 @@ def dialect_name(executor: Executor) -> str:
     return executor.bind.dialect.name if executor.bind else "sqlite"
 
 
+def insert_for(dialect: str) -> Any:
+    """The dialect's `insert` (with ON CONFLICT). Imported here, not at the top: each dialect
+    package costs start-up tens of ms, and a process only ever needs the one it runs on."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert
+
+
 def _insert(session: Executor, model: type[SQLModel]) -> Any:
     table = model.__table__  # type: ignore[attr-defined]
-    return postgresql.insert(table) if dialect_name(session) == "postgresql" else sqlite.insert(table)
+    return insert_for(dialect_name(session))(table)
 
 
 async def insert_ignore(
