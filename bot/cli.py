@@ -12,8 +12,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from bot.config import ConfigError, Settings, load_settings
 from scheduler.cli import campaign_command, push_now, schedule_app
@@ -168,6 +166,8 @@ def org_import(
     wecom_root: Annotated[int | None, typer.Option("--wecom-root", help="只导入该企业微信部门 ID 及其下级")] = None,
 ) -> None:
     """导入花名册：建立组织树与成员，为新成员生成一次性邀请码；或 --from-wecom 读取企业微信通讯录。"""
+    from rich.table import Table  # only this command prints a table; `run` starts without it
+
     from bot.app import start_app
     from bot.core.roster import RosterError, import_roster
 
@@ -299,6 +299,9 @@ def demo(
     database: Annotated[Path, typer.Option(help="演示用 SQLite 文件（每次重建）")] = Path("var/demo.db"),
 ) -> None:
     """演示：新建 SQLite 数据库、1 个机关党委 3 个支部 60 名党员，模拟 4 周答题并输出支部报告。"""
+    # Imported here (as Table above): rich's progress and table modules are not needed to start `run`.
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     from bot.demo import ROUNDS, run_demo
 
     s = settings(database_url=f"sqlite+aiosqlite:///{database}")

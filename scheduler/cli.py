@@ -17,8 +17,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from bot.config import ConfigError, Settings, load_settings
 
@@ -113,6 +111,8 @@ def schedule_show(
     org: Annotated[str | None, typer.Option("--org", help="只看某组织实际生效的计划（含继承）")] = None,
 ) -> None:
     """列出推送计划；加 --org 显示该组织实际生效的计划及其来源（本级、继承、默认）。"""
+    from rich.table import Table  # here, not at the top: `qingfeng run` imports this module
+
     from bot.core.orgs import find_org, org_path_names
     from scheduler.schedules import KIND_NAMES, KINDS, ScheduleBook, describe, validate_spec
 
@@ -348,6 +348,8 @@ def push_now(s: Settings, *, org: str, items: int | None, days: int | None, wait
 
 async def follow(db: Any, round_id: int, *, timeout: float) -> None:
     """A progress bar over the round's delivery rows while the bot sends them."""
+    # Imported here (as Table above): `qingfeng run` imports this module and needs no progress bar.
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from sqlalchemy import func
     from sqlmodel import select
 
