@@ -62,3 +62,13 @@ def test_proxies_come_from_the_environment_with_no_proxy_honoured(monkeypatch: p
     request = AiohttpRequest(pool_size=1, timeout=1)
     assert request._proxy_for("https://api.telegram.org/botX/getMe") == "http://proxy.example:3128"
     assert request._proxy_for("http://127.0.0.1:8081/botX/getMe") is None
+
+
+def test_a_socks_proxy_is_refused_plainly(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "socks5://user:secret@proxy.example:1080")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    request = AiohttpRequest(pool_size=1, timeout=1)
+    with pytest.raises(RuntimeError, match="http:// proxies only") as caught:
+        request._proxy_for("https://api.telegram.org/botX/getMe")
+    assert "secret" not in str(caught.value)

@@ -107,7 +107,13 @@ class AiohttpRequest(BaseRequest):
         key = (parts.scheme, parts.hostname or "")
         if key not in self._proxies:
             bypass = not key[1] or urllib.request.proxy_bypass(key[1])
-            self._proxies[key] = None if bypass else urllib.request.getproxies().get(key[0])
+            proxy = None if bypass else urllib.request.getproxies().get(key[0])
+            if proxy is not None and urlsplit(proxy).scheme not in ("http", "https"):
+                # Said plainly at start-up (getMe), without the URL: it may hold a password.
+                raise RuntimeError(f"the {key[0].upper()}_PROXY environment variable names a "
+                                   f"{urlsplit(proxy).scheme or 'scheme-less'} proxy; the Bot API "
+                                   "client supports http:// proxies only")
+            self._proxies[key] = proxy
         return self._proxies[key]
 
     def _client_timeout(self, files: bool, read: Any, write: Any, connect: Any, pool: Any) -> aiohttp.ClientTimeout:
