@@ -2,8 +2,9 @@
 
 A report first fills its *working set*: two temporary tables holding the scope's member-rounds
 (pushed or answered, with their counts, from the answer tally) and, when the report needs
-them, the scope's valid answers. Every table of the report is then a small query over these,
-so no query re-derives the scope's answers from the whole answer table. The queries are plain
+them, the scope's valid answers — or, when the scope holds every on-time answer of its rounds
+(a 党委 over its tree), the item tally's counts of them. Every table of the report is then a small
+query over these, so no query re-derives the scope's answers from the whole answer table. The queries are plain
 SQL that runs on SQLite and PostgreSQL alike, with a few dialect-specific fragments (the
 single-round filter, the local week, the tag expansion, the temporary schema) filled in by
 `render`. `python -m bot.reports.queries > docs/reports-sql.md` regenerates the
@@ -157,8 +158,6 @@ WHERE a.round_id IN (SELECT round_id FROM period_rounds)
   AND a.item_id NOT IN (SELECT id FROM bankitem WHERE status = 'retired')""",
     ),
 )
-
-WORKING_SET: tuple[WorkTable, ...] = (MEMBER_ROUNDS, ANSWERS)
 
 # Answered member-rounds with a valid answer count as responded (有效); member totals of them.
 _RESPONDED = "SUM(CASE WHEN answers > 0 THEN 1 ELSE 0 END)"
@@ -420,22 +419,34 @@ _PERIOD_ROUNDS = """period_rounds AS (
     WHERE r.opens_at >= :start AND r.opens_at < :end{round_filter}
 )"""
 
-# The item tally's valid part: on-time answers of the period's rounds to items not retired.
-_TALLY = _PERIOD_ROUNDS + """,
-tallied AS (
-    SELECT t.round_id, t.item_id, t.choice, t.answers, t.correct
-    FROM itemtally t JOIN bankitem bi ON bi.id = t.item_id
-    WHERE t.round_id IN (SELECT round_id FROM period_rounds) AND bi.status <> 'retired'
-)"""
+ITEM_COUNTS = WorkTable(
+    "report_item_count",
+    "round_id INTEGER NOT NULL, item_id VARCHAR(64) NOT NULL, choice VARCHAR(8) NOT NULL,\n"
+    "    answers INTEGER NOT NULL, correct INTEGER NOT NULL",
+    Query(
+        "fill_item_counts", "工作集：各题各选项计数（范围含全部作答时）",
+        "Filled instead of report_answer when `coverage` finds that the scope holds every on-time "
+        "answer of the period's rounds: the item tally's valid part (period's rounds, items not "
+        "retired), summed over its shards, read once so that items, options and topics count the "
+        "same answers.",
+        _with(_PERIOD_ROUNDS) + """INSERT INTO report_item_count (round_id, item_id, choice, answers, correct)
+SELECT t.round_id, t.item_id, t.choice, SUM(t.answers), SUM(t.correct)
+FROM itemtally t JOIN bankitem bi ON bi.id = t.item_id
+WHERE t.round_id IN (SELECT round_id FROM period_rounds) AND bi.status <> 'retired'
+GROUP BY t.round_id, t.item_id, t.choice""",
+    ),
+)
+
+WORKING_SET: tuple[WorkTable, ...] = (MEMBER_ROUNDS, ANSWERS, ITEM_COUNTS)
 
 COVERAGE = Query(
     "coverage", "（是否可用题目计数表）",
     "Run after filling report_member_round. scope = the scope's on-time answers in the period's "
     "rounds (valid + retired, from the member-rounds); everyone = all on-time answers of those "
     "rounds (the item tally). The scope's answers are a subset of all, so equal counts mean the "
-    "same answers: then items, options and topics are read from the item tally (the *_all "
-    "queries below) and report_answer is not filled. Otherwise (a branch, a 党总支, or a member "
-    "who left the tree with answers) the working-set queries run.",
+    "same answers: then report_item_count is filled from the item tally instead of "
+    "report_answer, and items, options and topics run as the *_all queries below. Otherwise (a "
+    "branch, a 党总支, or a member who left the tree with answers) the working-set queries run.",
     _with(_PERIOD_ROUNDS) + """SELECT (SELECT COALESCE(SUM(answers + retired), 0) FROM report_member_round) AS scope,
        (SELECT COALESCE(SUM(answers), 0) FROM itemtally
         WHERE round_id IN (SELECT round_id FROM period_rounds)) AS everyone""",
@@ -443,13 +454,13 @@ COVERAGE = Query(
 
 ITEMS_ALL = Query(
     "items_all", "各题正确率（范围含全部作答时）",
-    "As `items`, from the item tally. people: a member has one stored answer per round and "
+    "As `items`, from report_item_count. people: a member has one stored answer per round and "
     "item, so an item asked in one round of the period has as many people as answers; for an "
     "item asked in several rounds the distinct members are counted from its answers (by the "
     "answer (round_id, item_id) index).",
-    _with(_TALLY) + """, n AS (
+    _with(_PERIOD_ROUNDS) + """, n AS (
     SELECT item_id, SUM(answers) AS answers, SUM(correct) AS correct, COUNT(DISTINCT round_id) AS rounds
-    FROM tallied GROUP BY item_id
+    FROM report_item_count GROUP BY item_id
 )
 SELECT n.item_id, bi.stem, bi.type, bi.answer AS answer_key, n.answers, n.correct,
        CASE WHEN n.rounds = 1 THEN n.answers ELSE (
@@ -462,21 +473,21 @@ ORDER BY n.item_id""",
 
 OPTIONS_ALL = Query(
     "options_all", "各题选项分布（范围含全部作答时）",
-    "As `options`, from the item tally.",
-    _with(_TALLY) + """SELECT item_id, choice, SUM(answers) AS answers
-FROM tallied
+    "As `options`, from report_item_count.",
+    """SELECT item_id, choice, SUM(answers) AS answers
+FROM report_item_count
 GROUP BY item_id, choice
 ORDER BY item_id, choice""",
 )
 
 TOPICS_ALL = Query(
     "topics_all", "各主题正确率（范围含全部作答时）",
-    "As `topics`: items, answers and correct from the item tally. people = distinct members "
+    "As `topics`: items, answers and correct from report_item_count. people = distinct members "
     "with a valid answer to one of the topic's items, which no sum of counts gives, so it is "
     "still counted from the answers of the period's rounds.",
-    _with(_TALLY) + """, counted AS (
+    _with(_PERIOD_ROUNDS) + """, counted AS (
     SELECT it.topic, COUNT(DISTINCT v.item_id) AS items, SUM(v.answers) AS answers, SUM(v.correct) AS correct
-    FROM tallied v CROSS JOIN itemtopic it
+    FROM report_item_count v CROSS JOIN itemtopic it
     WHERE it.item_id = v.item_id
     GROUP BY it.topic
 ),
@@ -545,7 +556,8 @@ def markdown() -> str:
         "these rows; Python only reshapes them and runs scipy on them.",
         "",
         "How to reproduce a table by hand, in `sqlite3` or `psql`: bind the parameters, fill the",
-        "working set (below: drop, create and fill its two temporary tables, in one session), then",
+        "working set (below: drop, create and fill its temporary tables, in one session: the third",
+        "only when `coverage` holds, and then instead of the second), then",
         "run the table's query in the same session. Timestamps are UTC; on SQLite they are stored",
         "as text `YYYY-MM-DD HH:MM:SS.ffffff`, so bind `:start` / `:end` in that form (e.g.",
         "`2026-10-31 16:00:00.000000` for 1 November in Asia/Shanghai).",

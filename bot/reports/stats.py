@@ -77,8 +77,9 @@ async def run(session: AsyncSession, query: queries.Query, scope: Scope, **extra
 
 async def fill_working_set(session: AsyncSession, scope: Scope, *, answers: bool = True) -> None:
     """The report's working set (docs/reports-sql.md): the scope's member-rounds of the period
-    and, with `answers`, its valid answers, as temporary tables that every report query reads.
-    Filling again replaces them (without `answers`, the answers table is dropped, not left
+    and, with `answers`, its valid answers (or, when `coverage` finds the scope holds every
+    on-time answer of its rounds, the item tally's counts of them), as temporary tables that
+    every report query reads. Filling again replaces them (without `answers`, the answers table is dropped, not left
     behind for another scope). They live in this session's connection; `drop_working_set`."""
     dialect = session.bind.dialect.name if session.bind else "sqlite"
     if dialect == "postgresql":
@@ -100,11 +101,13 @@ async def fill_working_set(session: AsyncSession, scope: Scope, *, answers: bool
             if not answers:
                 continue
             # Every on-time answer of the period's rounds is the scope's (a 党委 over its tree):
-            # the per-item tables read the item tally, and the answers are not copied.
+            # the per-item tables read the item tally's counts, and the answers are not copied.
             (covered, everyone), = await run(session, queries.COVERAGE, scope)
             if int(covered) == int(everyone):
                 session.info[_COVERS_ALL] = True
                 continue
+        if table is queries.ITEM_COUNTS and not session.info[_COVERS_ALL]:
+            continue
         await session.exec(text(create))  # type: ignore[call-overload]
         stmt, params = _statement(session, table.fill, scope, {})
         await session.exec(stmt, params=params)  # type: ignore[call-overload]
