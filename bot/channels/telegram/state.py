@@ -4,6 +4,7 @@ the last processed update_id per bot, quiz-poll ids, and partial push progress."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import logging
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,9 @@ from bot.storage.models import KeyValue
 log = logging.getLogger(__name__)
 # Telegram picks a random next update_id after a week without updates; an older mark is void.
 UPDATE_ID_STALE_AFTER = timedelta(days=7)
+# At most one write of the update mark per this many seconds. A crash replays what finished
+# since (answers are idempotent by their unique key); a burst costs one write, not hundreds.
+MARK_WRITE_INTERVAL = 0.5
 
 
 def _now() -> datetime:
@@ -60,10 +64,11 @@ class UpdateLog:
     (Telegram's replay of the batch then redoes exactly the unfinished ones). Updates finished
     above the mark are remembered until it passes them, so a replay of one is still skipped.
 
-    The mark is written behind the handlers, at most one write in flight: under a burst the
-    writes coalesce instead of costing one per update. A crash can therefore replay the last
-    updates; answers are idempotent by their unique key, so that replays no side effect of an
-    answer (a case push follows only a first answer). `flush` on shutdown writes the last mark.
+    The mark is written behind the handlers, at most one write in flight and at most one per
+    `MARK_WRITE_INTERVAL`: under a burst the writes coalesce instead of costing one per update.
+    A crash can therefore replay the last updates; answers are idempotent by their unique key,
+    so that replays no side effect of an answer (a case push follows only a first answer).
+    `flush` on shutdown writes the last mark.
     """
 
     def __init__(self, db: Database, bot_id: int) -> None:
@@ -113,7 +118,7 @@ class UpdateLog:
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_behind())
 
-    async def _write_behind(self) -> None:
+    async def _write_behind(self, *, pace: bool = True) -> None:
         while self.last_id is not None and self.last_at is not None and self._written != self.last_id:
             update_id, at = self.last_id, self.last_at
             try:
@@ -122,11 +127,16 @@ class UpdateLog:
                 log.exception("could not store the last telegram update id")
                 return
             self._written = update_id
+            if pace:  # what finishes meanwhile goes in the next write
+                await asyncio.sleep(MARK_WRITE_INTERVAL)
 
     async def flush(self) -> None:
-        if self._writer is not None:
-            await self._writer
-        await self._write_behind()
+        """Write the last mark now (on shutdown): a pacing writer is stopped first."""
+        if self._writer is not None and not self._writer.done():
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+        await self._write_behind(pace=False)
 
 
 # --- quiz polls: a PollAnswer names only the poll, so remember what each poll asks ----------
