@@ -45,7 +45,6 @@ from bot.core.results import (
 )
 from bot.metrics import count_answer
 from bot.reports.period import parse_report_args
-from bot.reports.report import full_report
 from bot.reports.stats import latest_round_period
 from bot.storage.bulk import Executor
 from bot.storage.db import Database
@@ -330,6 +329,8 @@ class Service:
             period = await latest_round_period(session, org, now)
             if period is None:
                 return Notice(f"「{org.name}」还没有推送过学习题，暂无统计。")
+        from bot.reports.report import full_report  # numpy and the statistics: only for reports
+
         return await full_report(session, org=org, period=period, min_group=self.settings.report_min_group,
                                  tz=self.settings.tz, topic_names=self.topic_names, now=now)
 

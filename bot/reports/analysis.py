@@ -8,26 +8,29 @@ definitions (docs.moodle.org, "Quiz statistics calculations").
 
 from __future__ import annotations
 
+import importlib
 import math
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
-
-import numpy as np
+from typing import Any, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 
 
-class _LazyStats:
-    """scipy.stats on first use: importing it costs a second, and every CLI command imports core."""
+class _Lazy:
+    """A module imported on first use: scipy.stats costs a second and numpy a tenth, and every
+    process (`qingfeng run` included) imports core, which reaches this file long before any
+    report is asked for."""
 
-    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
-        from scipy import stats as real
+    def __init__(self, name: str) -> None:
+        self._name = name
 
-        return getattr(real, name)
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(importlib.import_module(self._name), attr)
 
 
-stats = _LazyStats()
+stats = _Lazy("scipy.stats")
+np = _Lazy("numpy")
 
 # Moodle's highlighting thresholds.
 LOW_EFFICIENCY = 15.0  # discriminative efficiency below this, in %

@@ -25,10 +25,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import bindparam, text
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.storage.bulk import insert_for
 from bot.storage.models import AnswerTally, ItemTally
 
 _SELECT = """SELECT member_id, round_id,
@@ -120,7 +120,7 @@ def _count_statement(dialect: str) -> Any:
     stmt = _COUNT.get(dialect)
     if stmt is None:
         table = AnswerTally.__table__  # type: ignore[attr-defined]
-        insert: Any = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+        insert: Any = insert_for(dialect)(table)
         stmt = _COUNT[dialect] = insert.on_conflict_do_update(index_elements=["member_id", "round_id"], set_={
             c: table.c[c] + insert.excluded[c] for c in ("on_time", "on_time_correct", "late")})
     return stmt
@@ -133,7 +133,7 @@ def _item_statement(dialect: str) -> Any:
     stmt = _ITEM.get(dialect)
     if stmt is None:
         table = ItemTally.__table__  # type: ignore[attr-defined]
-        insert: Any = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+        insert: Any = insert_for(dialect)(table)
         stmt = _ITEM[dialect] = insert.on_conflict_do_update(
             index_elements=["round_id", "item_id", "choice", "shard"],
             set_={c: table.c[c] + insert.excluded[c] for c in ("answers", "correct")})

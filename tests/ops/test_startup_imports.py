@@ -15,11 +15,10 @@ from tests.ops.cli import PYCACHE, ROOT
 # What `qingfeng run` imports with Telegram and the scheduler configured (as bench/footprint.py).
 RUNTIME = ("bot.cli", "bot.runtime", "bot.web", "bot.logs", "bot.channels.telegram", "scheduler.runner")
 
-# Only a report, chart, export, migration or optional channel needs these.
-# numpy is not listed yet: bot.reports.analysis imports it at the top, reached through
-# bot.core.service -> bot.reports.report (~0.1 s of start-up CPU).
-NOT_AT_START = ("scipy", "matplotlib", "mplfonts", "PIL", "docx", "openpyxl", "wechatpy", "redis", "alembic",
-                "rich.progress", "rich.table")
+# Only a report, chart, export, migration or optional channel needs these; a process needs
+# only its own database's SQLAlchemy dialect (the runtime here is configured for SQLite).
+NOT_AT_START = ("numpy", "scipy", "matplotlib", "mplfonts", "PIL", "docx", "openpyxl", "wechatpy", "redis",
+                "alembic", "rich.progress", "rich.table", "sqlalchemy.dialects.postgresql")
 
 
 def imported_after(modules: tuple[str, ...]) -> set[str]:
