@@ -217,6 +217,7 @@ class SchedulerComponent:
         self.scheduler: AsyncIOScheduler | None = None
         self._sweeping: asyncio.Task[PushStats] | None = None
         self._sweep_again = False
+        self._ticks: set[asyncio.Task[object]] = set()
 
     async def start(self) -> None:
         s = self.app.settings
@@ -233,10 +234,17 @@ class SchedulerComponent:
         log.info("scheduler started (instance %s, grace %.1f h)", self.runner.owner, s.push_grace_hours)
 
     async def tick(self) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._ticks.add(task)  # `stop` lets a running tick finish instead of cancelling it
         try:
             report = await self.runner.run_due()
         except Exception:
             log.exception("scheduler tick failed")
+            return
+        finally:
+            self._ticks.discard(task)  # type: ignore[arg-type]
+        if self.runner.stopping:  # finished during shutdown: no new sweep
             return
         self.kick_sweep()
         self._sync_wakeups(report.upcoming)
@@ -275,6 +283,8 @@ class SchedulerComponent:
         self.runner.stopping = True
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
+        if self._ticks:  # a tick cancelled at exit was logged by APScheduler as a failed job
+            await asyncio.wait(set(self._ticks), timeout=15)
         if self._sweeping is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(self._sweeping), timeout=15)
