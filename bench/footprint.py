@@ -84,6 +84,21 @@ def perf_instructions(out: Path) -> float:
     raise RuntimeError(f"no instruction count in {out}")
 
 
+def perf_counts() -> bool:
+    """Whether `perf stat` can count instructions here: installed is not enough (on many VMs
+    the hardware counters are "<not supported>")."""
+    if not shutil.which("perf"):
+        return False
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "probe.txt"
+        try:
+            subprocess.run([*perf_command(out), "true"], capture_output=True, timeout=30, check=False)
+            perf_instructions(out)
+        except (OSError, RuntimeError, subprocess.SubprocessError):
+            return False
+    return True
+
+
 def child_pid(pid: int) -> int:
     """The process `perf stat` started (perf forks it and waits)."""
     for _ in range(500):
@@ -270,9 +285,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--members", type=int, default=10_000)
     p.add_argument("--starts", type=int, default=3, help="starts of `qingfeng run` (median start-up time)")
     p.add_argument("--settle", type=float, default=3.0, help="seconds after ready for the second RSS reading")
-    p.add_argument("--perf-starts", type=int, default=3 if shutil.which("perf") else 0,
+    p.add_argument("--perf-starts", type=int, default=3 if perf_counts() else 0,
                    help="extra starts counted with `perf stat` (user-space instructions; 0: none; "
-                        "default 3 when perf is installed)")
+                        "default 3 when perf is installed and the machine lets it count)")
     p.add_argument("--quick", action="store_true", help="1,000 members, one start")
     backend_arg(p)
     args = p.parse_args(argv)
