@@ -63,7 +63,9 @@ class Database:
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
         """One Core transaction on a bare connection (no ORM session), committed on exit and
         rolled back on an exception. On SQLite it is this process's single writer for its
-        whole span, reads included, so the reads that decide a write see the latest commit."""
+        whole span, reads included, so the reads that decide a write see the latest commit.
+        For short work only (an answer, a push batch's claims): on SQLite its statements run on
+        the event loop's thread (see sqlite_driver.py), so a slow query here stalls everything."""
         if self._writer is None:
             async with self.engine.begin() as conn:
                 yield conn
