@@ -353,6 +353,8 @@ class AnswerTally(SQLModel, table=True):
     reports subtract on-time answers to items retired since (docs/reports-sql.md)."""
 
     __table_args__ = (sa.Index("ix_answertally_round_member", "round_id", "member_id"),
+                      # (PostgreSQL also has ix_answertally_member_cover, migration 0008: not
+                      # declared here, where its INCLUDE would import the PostgreSQL dialect.)
                       {"sqlite_with_rowid": False})
 
     member_id: int = Field(foreign_key="member.id", primary_key=True)

@@ -8,6 +8,7 @@ from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 from alembic import command
+from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
 from bot.core.commands import SubmitAnswer
@@ -136,8 +137,14 @@ async def test_bulk_loads_recount_and_the_migration_backfills(app):
         (side, mid) for side in ('not in the definition', 'wrong or missing in answertally') for mid in ids[:3])
     assert [r[0] for r in await _item_mismatches(app)] != []
     # … and the migrations' backfills rebuild the tally from the answers and deliveries.
-    migrate._in_fresh_thread(command.downgrade, migrate.alembic_config(app.settings.database_url),
-                             "0007_item_tally@-3")  # the three tally revisions off, then on again
+    # The tally revisions (0005 and every later one on its branch) off, then on again. Alembic's
+    # "rev@-N" counts from the branch's current head, so N is counted from the shipped files.
+    config = migrate.alembic_config(app.settings.database_url)
+    script = ScriptDirectory.from_config(config)
+    branch = next(chain for chain in ([r.revision for r in script.iterate_revisions(h, "base")]
+                                      for h in script.get_heads()) if "0005_answer_tally" in chain)
+    steps = branch.index("0005_answer_tally") + 1  # head first, down to and with 0005
+    migrate._in_fresh_thread(command.downgrade, config, f"{branch[0]}@-{steps}")
     migrate.upgrade(app.settings.database_url)
     assert await _mismatches(app) == [] and await _item_mismatches(app) == []
     assert (await _item_tally(app))[(second.id, ITEMS[0], "C")] == (3, 3)
