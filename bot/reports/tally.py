@@ -48,16 +48,21 @@ _COLUMNS = "member_id, round_id, on_time, on_time_correct, late, pushed"
 # The definition, also used by the migrations' backfills and the consistency test.
 DEFINITION = _SELECT.format(where="")
 
-# Rows on which the tally and its definition disagree, either way: none when the tally is right.
-MISMATCHES = f"""WITH fresh AS (
-{DEFINITION}
+
+def _mismatches(definition: str, columns: str, table: str) -> str:
+    """Rows on which a tally and its definition disagree, either way: none when it is right."""
+    return f"""WITH fresh AS (
+{definition}
 ),
 stored AS (
-SELECT {_COLUMNS} FROM answertally
+SELECT {columns} FROM {table}
 )
-SELECT 'wrong or missing in answertally' AS problem, a.* FROM (SELECT * FROM fresh EXCEPT SELECT * FROM stored) a
+SELECT 'wrong or missing in {table}' AS problem, a.* FROM (SELECT * FROM fresh EXCEPT SELECT * FROM stored) a
 UNION ALL
 SELECT 'not in the definition', b.* FROM (SELECT * FROM stored EXCEPT SELECT * FROM fresh) b"""
+
+
+MISMATCHES = _mismatches(DEFINITION, _COLUMNS, "answertally")
 
 # On-time answers per round, item, exact choice and shard (member_id % 16, see ItemTally).
 ITEM_SHARDS = 16
@@ -69,15 +74,7 @@ GROUP BY round_id, item_id, choice, member_id % {ITEM_SHARDS}"""
 _ITEM_COLUMNS = "round_id, item_id, choice, shard, answers, correct"
 ITEM_DEFINITION = _ITEM_SELECT.format(rounds="")
 
-ITEM_MISMATCHES = f"""WITH fresh AS (
-{ITEM_DEFINITION}
-),
-stored AS (
-SELECT {_ITEM_COLUMNS} FROM itemtally
-)
-SELECT 'wrong or missing in itemtally' AS problem, a.* FROM (SELECT * FROM fresh EXCEPT SELECT * FROM stored) a
-UNION ALL
-SELECT 'not in the definition', b.* FROM (SELECT * FROM stored EXCEPT SELECT * FROM fresh) b"""
+ITEM_MISMATCHES = _mismatches(ITEM_DEFINITION, _ITEM_COLUMNS, "itemtally")
 
 # After a round's deliveries are inserted: mark them, one statement, whatever their number.
 _DELIVERED = f"""INSERT INTO answertally ({_COLUMNS})
