@@ -194,6 +194,35 @@ class Ledger:
         return int(result.rowcount or 0)
 
 
+KEEP_INBOUND = timedelta(days=3)  # de-dup rows: WeChat's retries come within a minute
+PURGE_EVERY = 3600.0  # seconds
+
+
+class Purger:
+    """Deletes a ledger's rows older than `KEEP_INBOUND`, hourly, while the channel runs."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.ledger.purge(self.ledger.clock() - KEEP_INBOUND)
+            except Exception:
+                log.exception("%s: purging old callback records failed", self.ledger.platform)
+            await asyncio.sleep(PURGE_EVERY)
+
+
 # The lease of the message the current task works on: set by `InboundFlow._process` in the
 # task it runs the work in, read by `pin_typed_answer` deep inside the channel's work.
 _current: ContextVar[tuple[Ledger, Lease] | None] = ContextVar("wx_inbound_lease", default=None)

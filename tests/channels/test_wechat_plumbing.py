@@ -14,7 +14,7 @@ from sqlmodel import select
 
 from bot.channels.base import Recipient
 from bot.channels.wechat.inbound import text_reply
-from bot.channels.wx_inbound import Ledger, Reply
+from bot.channels.wx_inbound import Ledger, Purger, Reply
 from bot.channels.wx_text import TEXT_LIMIT, pack_texts
 from bot.core.results import Notice
 from bot.runtime import serve
@@ -61,6 +61,26 @@ async def test_ledger_claims_once_and_purges_old_rows(sqlite_app, clock):
     async with sqlite_app.db.session() as s:
         left = {(r.platform, r.msg_key) for r in (await s.exec(select(InboundMessage))).all()}
     assert left == {("wechat", "m:2"), ("wecom", "m:1")}
+
+
+async def test_a_running_channel_purges_its_own_old_rows(sqlite_app, clock):
+    wechat, wecom = Ledger(sqlite_app.db, "wechat", clock=clock), Ledger(sqlite_app.db, "wecom", clock=clock)
+    await wechat.claim("m:old")
+    await wecom.claim("m:old")
+    clock.advance(days=4)
+    await wechat.claim("m:new")
+    purger = Purger(wechat)  # what the 公众号 component starts and stops
+    purger.start()
+    try:
+        for _ in range(500):
+            async with sqlite_app.db.session() as s:
+                left = {(r.platform, r.msg_key) for r in (await s.exec(select(InboundMessage))).all()}
+            if ("wechat", "m:old") not in left:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        await purger.stop()
+    assert left == {("wechat", "m:new"), ("wecom", "m:old")}  # the other platform's rows are not its own
 
 
 async def test_http_debug_logs_never_show_the_access_token(database_url, clock, caplog):

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import logging
-from datetime import timedelta
 
 from starlette.routing import BaseRoute, Route
 from wechatpy.enterprise import WeChatClient as WeComClient
@@ -16,15 +13,13 @@ from bot.channels.wecom.inbound import WeComInbound
 from bot.channels.wecom.messenger import PLATFORM, WeComMessenger
 from bot.channels.wx_api import ApiCaller
 from bot.channels.wx_codec import WeComCodec
-from bot.channels.wx_inbound import DEFAULT_BUDGET, InboundFlow, Ledger
+from bot.channels.wx_inbound import DEFAULT_BUDGET, InboundFlow, Ledger, Purger
 from bot.config import ConfigError, Settings
 
 log = logging.getLogger(__name__)
 
 CALLBACK_PATH = "/wecom/callback"
 DEFAULT_API_BASE = "https://qyapi.weixin.qq.com/cgi-bin/"
-KEEP_INBOUND = timedelta(days=3)
-PURGE_EVERY = 3600.0
 
 
 def api_base(url: str | None) -> str:
@@ -69,24 +64,12 @@ class WeComComponent:
             flow_factory=lambda send: InboundFlow(self.ledger, send, budget=budget), agentid=agentid,
             tz=s.tz, clock=clock)
         self.routes: list[BaseRoute] = [Route(CALLBACK_PATH, self.inbound.endpoint, methods=["GET", "POST"])]
-        self._clock = clock
-        self._purger: asyncio.Task[None] | None = None
+        self._purger = Purger(self.ledger)
 
     async def start(self) -> None:
-        self._purger = asyncio.create_task(self._purge_loop())
-
-    async def _purge_loop(self) -> None:
-        while True:
-            try:
-                await self.ledger.purge(self._clock() - KEEP_INBOUND)
-            except Exception:
-                log.exception("wecom: purging old callback records failed")
-            await asyncio.sleep(PURGE_EVERY)
+        self._purger.start()
 
     async def stop(self) -> None:
-        if self._purger is not None:
-            self._purger.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._purger
+        await self._purger.stop()
         await self.inbound.flow.drain()
         await self.api.close()
