@@ -22,7 +22,6 @@ import asyncio
 import math
 import random
 import statistics
-import time
 from datetime import UTC, datetime
 
 import pytest
@@ -44,7 +43,9 @@ MEMBERS = 10_000
 SPREAD_S = 60.0  # the presses are injected evenly over this many seconds
 ITEMS = ["t-single-001", "t-single-002", "t-judge-001", "t-judge-002"]  # one button answers each
 USER_BASE = 7_000_000_000  # Telegram user (and private chat) id of member n: USER_BASE + n
-WAIT_S = 1800.0  # give up (and fail) if the bot has not edited every card by then; bounds a stuck run
+# A liveness guard, not a speed target: fail if the bot edits no card in this many polls (0.5 s
+# apart, i.e. two minutes), so a stuck bot cannot hang CI while a slow machine still passes.
+STALLED_POLLS = 240
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -99,10 +100,14 @@ async def test_10000_members_answer_within_a_minute_through_get_updates(app, dat
         try:
             total = fake.call("run_paced", MEMBERS / SPREAD_S, MEMBERS)
             assert total == MEMBERS
-            deadline = time.monotonic() + WAIT_S
-            while fake.call("press_progress")[1] < total:
-                assert time.monotonic() < deadline, f"cards edited: {fake.call('press_progress')[1]}/{total}"
+            edited, idle = 0, 0
+            while edited < total:
                 await asyncio.sleep(0.5)
+                now_edited = fake.call("press_progress")[1]
+                idle = 0 if now_edited > edited else idle + 1
+                edited = now_edited
+                if idle >= STALLED_POLLS:
+                    pytest.fail(f"the bot stopped editing cards: {edited}/{total}")
         finally:  # stopping waits for the handlers still running (follow-ups after the last edits)
             await component.stop()
         times = fake.call("press_times")
