@@ -115,10 +115,7 @@ class TelegramHandlers:
     async def send(self, chat_id: int, messages: list[OutMessage]) -> None:
         for msg in messages:
             try:
-                if msg.poll is not None:
-                    await self.messenger.deliver(chat_id, msg)
-                else:
-                    await self.messenger.send_text(chat_id, msg)
+                await self.messenger.deliver(chat_id, msg)
             except Forbidden:
                 log.info("reply not delivered: the user blocked the bot")
                 return

@@ -75,13 +75,16 @@ class TelegramMessenger:
         """Run one Bot API call with this messenger's retry policy (used by the handlers too)."""
         return await with_retries(make_call, self.policy, sleep=self.sleep)
 
-    async def deliver(self, chat_id: int, msg: OutMessage) -> Message:
-        if msg.poll is not None:
-            p = msg.poll
-            return await self.call(lambda: self.bot.send_poll(
-                chat_id, p.question, p.options, is_anonymous=False, type=Poll.QUIZ,
-                allows_multiple_answers=p.multiple, correct_option_ids=p.correct, explanation=p.explanation))
-        return await self.call(lambda: self.bot.send_message(chat_id, msg.text, reply_markup=msg.keyboard))
+    async def deliver(self, chat_id: int, msg: OutMessage) -> Message | None:
+        """One message: a quiz poll (the sent `Message`, whose poll id is remembered), or a text
+        through `send_text` (None: nothing of Telegram's answer is needed)."""
+        if msg.poll is None:
+            await self.send_text(chat_id, msg)
+            return None
+        p = msg.poll
+        return await self.call(lambda: self.bot.send_poll(
+            chat_id, p.question, p.options, is_anonymous=False, type=Poll.QUIZ,
+            allows_multiple_answers=p.multiple, correct_option_ids=p.correct, explanation=p.explanation))
 
     async def send_text(self, chat_id: int, msg: OutMessage) -> None:
         """A text message (a push's card, a reply), through PTB (defaults, rate limiter, errors)
@@ -160,7 +163,7 @@ class TelegramMessenger:
         for i in range(start, len(messages)):
             msg = messages[i]
             try:
-                sent = await self.deliver(chat_id, msg) if msg.poll is not None else await self.send_text(chat_id, msg)
+                sent = await self.deliver(chat_id, msg)
             except Forbidden:
                 return SendOutcome(SendStatus.blocked, "forbidden")
             except TelegramError as exc:
