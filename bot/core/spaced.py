@@ -36,6 +36,13 @@ _INSERT = insert(ReviewCard)
 _UNREAD: Any = object()
 
 
+def _new_card(now: datetime) -> Card:
+    """A fresh FSRS card. The id is given because py-fsrs, left to pick one, sleeps 1 ms to
+    keep ids unique — a blocking sleep on the event loop for every first wrong answer. Our
+    cards are keyed by (member, item), so the id is only a label in the stored JSON."""
+    return Card(card_id=int(now.timestamp() * 1000))
+
+
 async def review_state(conn: Executor, *, member_id: int, item_id: str) -> ReviewState | None:
     row = (await (await as_connection(conn)).execute(_STATE, {"member_id": member_id, "item_id": item_id})).first()
     return ReviewState(card=row[0], lapses=row[1], due_at=row[2]) if row else None
@@ -53,7 +60,7 @@ async def update_after_answer(
         state = await review_state(conn, member_id=member_id, item_id=item_id)
     if state is None and correct:
         return None
-    card = Card.from_dict(state.card) if state is not None and state.card else Card()
+    card = Card.from_dict(state.card) if state is not None and state.card else _new_card(now)
     card, _log = _SCHEDULER.review_card(card, Rating.Good if correct else Rating.Again, now)
     values = {"card": card.to_dict(), "due_at": card.due,
               "lapses": (state.lapses if state is not None else 0) + (0 if correct else 1), "updated_at": now}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 from sqlmodel import func, select
@@ -118,6 +119,21 @@ async def test_wrong_answer_brings_case_once_per_topic_and_reasks_later(app, clo
     assert not wrong2.correct and wrong2.case is None
     async with app.db.session() as sess:
         assert (await sess.exec(select(func.count()).select_from(CaseDelivery))).one() == 1
+
+
+async def test_answer_path_never_sleeps_on_the_event_loop(app, monkeypatch):
+    """A blocking sleep stalls every chat the process serves (py-fsrs sleeps 1 ms when it
+    picks a new card's id itself): a first wrong answer, which creates the FSRS card, must not."""
+    tree = await build_org(app)
+    rnd = await open_test_round(app, tree.root, ["t-judge-001"])
+    member = tree.members[tree.branches[0].id][0]
+    sleeps: list[float] = []
+    monkeypatch.setattr(time, "sleep", sleeps.append)
+    wrong = (await app.service.handle(tree.senders[member.id], SubmitAnswer("B", rnd.id, "t-judge-001")))[0]
+    assert isinstance(wrong, AnswerResult) and not wrong.correct
+    async with app.db.session() as s:
+        assert await s.get(ReviewCard, (member.id, "t-judge-001")) is not None
+    assert sleeps == []
 
 
 async def test_button_answer_for_undelivered_item_is_refused(app):
