@@ -30,7 +30,26 @@ def machine() -> str:
         pass
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, " \
-           f"Python {platform.python_version()}"
+           f"Python {platform.python_version()}; calibration {calibration_ms():.0f} ms, " \
+           f"1-minute load {os.getloadavg()[0]:.1f}"
+
+
+def calibration_ms() -> float:
+    """CPU ms of a fixed pure-Python workload, best of 3. The same VM type runs the same code
+    2-3x faster or slower from one day to the next; this figure printed beside every result lets
+    runs on different days be compared (divide by it)."""
+    def work() -> int:
+        total = 0
+        for i in range(2_000_000):
+            total += i % 7
+        return total
+
+    best = float("inf")
+    for _ in range(3):
+        start = time.process_time()
+        work()
+        best = min(best, time.process_time() - start)
+    return 1000 * best
 
 
 def median_time(fn: Callable[[], object], *, repeat: int = 5) -> float:

@@ -35,6 +35,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import event, func
@@ -49,6 +50,7 @@ from bench.world import (
     backend_arg,
     backends,
     button_items,
+    cpu_seconds,
     measured,
     open_round_for_all,
     profiled,
@@ -72,8 +74,22 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
-async def drive(fake: FakeProcess, *, window: int, n: int, offset: int, timeout: float) -> tuple[float, list[float]]:
-    """Run `n` closed-loop presses; (answers/s from first injection to last edit, latencies in s)."""
+@dataclass
+class Run:
+    """One closed-loop run: answers/s from first injection to last edit, latencies in s, and
+    CPU ms per answer of this process (the bot) and of the fake (Bot API and the users)."""
+
+    rate: float
+    latencies: list[float]
+    bot_cpu_ms: float
+    fake_cpu_ms: float
+    calls: str = ""
+
+
+async def drive(fake: FakeProcess, *, window: int, n: int, offset: int, timeout: float) -> Run:
+    """Run `n` closed-loop presses."""
+    fake_cpu, calls = fake.call("cpu"), Counter(fake.call("counts"))
+    bot_cpu = cpu_seconds()
     total = fake.call("run_presses", window, n, offset)
     deadline = time.monotonic() + timeout
     while True:
@@ -83,20 +99,25 @@ async def drive(fake: FakeProcess, *, window: int, n: int, offset: int, timeout:
         if time.monotonic() > deadline:
             raise RuntimeError(f"only {edited}/{total} cards edited within {timeout:.0f} s")
         await asyncio.sleep(0.2)
+    bot_cpu, fake_cpu = cpu_seconds() - bot_cpu, fake.call("cpu") - fake_cpu
+    calls = Counter(fake.call("counts")) - calls
     times = fake.call("press_times")
     first, last = min(t for t, _ in times), max(e for _, e in times)
-    return len(times) / (last - first), [e - t for t, e in times]
+    per_call = ", ".join(f"{k} {v / len(times):.2f}" for k, v in calls.most_common())
+    return Run(len(times) / (last - first), [e - t for t, e in times], 1000 * bot_cpu / len(times),
+               1000 * fake_cpu / len(times), f"Bot API calls per answer: {per_call}")
 
 
-def row(kind: str, what: str, n: int, window: object, rate: float, lat: list[float] | None,
-        base_rate: float | None) -> list[object]:
+def row(kind: str, what: str, n: int, window: object, run: Run, base: Run | None) -> list[object]:
+    lat = run.latencies
     p50 = f"{1000 * statistics.median(lat):.1f}" if lat else "–"
     p99 = f"{1000 * percentile(lat, 0.99):.1f}" if lat else "–"
-    ratio = f"{rate / base_rate:.2f}" if base_rate else "1.00"
-    return [kind, what, n, window, f"{rate:.0f}", p50, p99, ratio]
+    fake = f"{run.fake_cpu_ms:.2f}" if run.fake_cpu_ms else "–"
+    ratio = f"{run.rate / base.rate:.2f}" if base else "1.00"
+    return [kind, what, n, window, f"{run.rate:.0f}", p50, p99, f"{run.bot_cpu_ms:.2f}", fake, ratio]
 
 
-async def baseline(fake: FakeProcess, settings, *, window: int, n: int, timeout: float) -> tuple[float, list[float]]:  # type: ignore[no-untyped-def]
+async def baseline(fake: FakeProcess, settings, *, window: int, n: int, timeout: float) -> Run:  # type: ignore[no-untyped-def]
     """A bare PTB Application: answer the query and edit the card, nothing else."""
     application = build_application(settings)
 
@@ -145,9 +166,9 @@ def per_answer(counts: Counter[str], n: int) -> str:
            f"({', '.join(parts)}), {counts['COMMIT'] / n:.1f} commits/answer"
 
 
-async def core_only(app: App, round_id: int, n: int) -> tuple[float, float, str]:
+async def core_only(app: App, round_id: int, n: int) -> tuple[Run, str]:
     """`Service.handle(SubmitAnswer)` for n answers of a fresh round, one after another:
-    (answers/s, CPU ms per answer, statements per answer)."""
+    the run (no latencies, no fake) and the statements per answer."""
     service = app.service.for_channel("telegram")
     async with app.db.session() as session:
         items = list((await session.exec(select(RoundItem.item_id).where(RoundItem.round_id == round_id)
@@ -161,7 +182,7 @@ async def core_only(app: App, round_id: int, n: int) -> tuple[float, float, str]
                                            SubmitAnswer(rng.choice("AB"), round_id, item)))[0]
             if not isinstance(result, AnswerResult):
                 raise RuntimeError(f"core refused an answer: {result}")
-    return n / span.wall, 1000 * span.cpu / n, per_answer(counts, n)
+    return Run(n / span.wall, [], 1000 * span.cpu / n, 0.0), per_answer(counts, n)
 
 
 async def answers_in(app: App, round_id: int) -> int:
@@ -188,34 +209,31 @@ async def one_backend(kind: str, url: str, args: argparse.Namespace) -> list[lis
                 raise RuntimeError(f"only {prepared} cards to press")
 
             n_base = min(args.answers, args.baseline_answers)
-            base_rate, base_lat = await baseline(fake, settings, window=args.window, n=n_base, timeout=timeout)
-            rows = [row(kind, "baseline: bare PTB, answer + edit", n_base, args.window, base_rate, base_lat, None)]
+            base = await baseline(fake, settings, window=args.window, n=n_base, timeout=timeout)
+            rows = [row(kind, "baseline: bare PTB, answer + edit", n_base, args.window, base, None)]
 
             component = TelegramComponent(app)
             await component.start()
             try:
-                with profiled(args.profile), measured() as span:
-                    rate, lat = await drive(fake, window=args.window, n=args.answers, offset=0, timeout=timeout)
-                cpu_ms = 1000 * span.cpu / args.answers
+                with profiled(args.profile):
+                    loaded = await drive(fake, window=args.window, n=args.answers, offset=0, timeout=timeout)
                 if args.unloaded:
-                    one_rate, one_lat = await drive(fake, window=1, n=args.unloaded, offset=args.answers,
-                                                    timeout=timeout)
+                    one = await drive(fake, window=1, n=args.unloaded, offset=args.answers, timeout=timeout)
             finally:
                 await component.stop()
             stored = await answers_in(app, round_id)
             if stored != args.answers + args.unloaded:
                 raise RuntimeError(f"{stored} answers stored, {args.answers + args.unloaded} pressed")
-            rows.append(row(kind, f"bot, loaded (CPU {cpu_ms:.2f} ms/answer)", args.answers, args.window, rate,
-                            lat, base_rate))
+            rows.append(row(kind, "bot, loaded", args.answers, args.window, loaded, base))
+            print(f"{kind} baseline: {base.calls}\n{kind} bot, loaded: {loaded.calls}")
             if args.unloaded:
-                rows.append(row(kind, "bot, unloaded", args.unloaded, 1, one_rate, one_lat, base_rate))
+                rows.append(row(kind, "bot, unloaded", args.unloaded, 1, one, base))
 
             fresh = (await button_items(app, 2 * args.items))[args.items:]
             second = await open_round_for_all(app, fresh, title="core only")
             n_core = min(args.answers, args.core_answers)
-            core_rate, core_cpu, core_statements = await core_only(app, second, n_core)
-            rows.append(row(kind, f"core only: Service.handle (CPU {core_cpu:.2f} ms/answer)", n_core, "–",
-                            core_rate, None, base_rate))
+            core, core_statements = await core_only(app, second, n_core)
+            rows.append(row(kind, "core only: Service.handle", n_core, "–", core, base))
             print(f"{kind} core only: {core_statements}")
         finally:
             await app.db.dispose()
@@ -230,7 +248,8 @@ async def main_async(args: argparse.Namespace) -> None:
                 rows += await one_backend(kind, url, args)
     print(f"machine: {machine()}")
     print(f"{args.items} single-choice / true-false items per member; rate limiting off\n")
-    print(table(["db", "run", "answers", "outstanding", "answers/s", "p50 ms", "p99 ms", "ratio to baseline"], rows))
+    print(table(["db", "run", "answers", "outstanding", "answers/s", "p50 ms", "p99 ms", "bot CPU ms/answer",
+                 "fake CPU ms/answer", "ratio to baseline"], rows))
     for r in rows:
         if r[0] == "sqlite" and str(r[1]).startswith("bot, loaded"):
             met = float(str(r[4])) >= TARGET
