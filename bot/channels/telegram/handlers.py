@@ -160,7 +160,7 @@ class TelegramHandlers:
 
     async def _answer_query(self, query: CallbackQuery, text: str | None = None, *, alert: bool = False) -> None:
         with contextlib.suppress(BadRequest):  # too old to answer; the message edit still tells
-            await self.messenger.call(lambda: query.answer(text=text[:200] if text else None, show_alert=alert))
+            await self.messenger.answer_query(query.id, text, alert=alert)
 
     async def _round_item(self, round_id: int, position: int) -> str | None:
         """Which item sits at a round position (fixed once the round is open, so cached)."""

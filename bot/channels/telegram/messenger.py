@@ -37,9 +37,10 @@ from bot.storage.db import Database
 from bot.storage.models import BankItem
 
 log = logging.getLogger(__name__)
-# `send_text` and `edit_text` call their endpoints through do_api_request on purpose (see
-# there); PTB warns that send_message / edit_message_text exist for them.
-warnings.filterwarnings("ignore", message=r"Please use 'Bot\.(sendMessage|editMessageText)' instead of",
+# `send_text`, `edit_text` and `answer_query` call their endpoints through do_api_request on purpose (see
+# there); PTB warns that send_message / edit_message_text / answer_callback_query exist for them.
+warnings.filterwarnings("ignore", message=r"Please use 'Bot\.(sendMessage|editMessageText|answerCallbackQuery)' "
+                                          r"instead of",
                         category=PTBUserWarning)
 PLATFORM = "telegram"
 POLL_MEMORY = timedelta(days=30)  # how long after the deadline a poll answer is still matched
@@ -100,6 +101,16 @@ class TelegramMessenger:
         the edited message Telegram returns is not parsed. Raises BadRequest like PTB's edit."""
         params: dict[str, object] = {"chat_id": chat_id, "message_id": message_id, "text": text}
         await self.call(lambda: self.bot.do_api_request("editMessageText", api_kwargs=params))
+
+    async def answer_query(self, query_id: str, text: str | None = None, *, alert: bool = False) -> None:
+        """Stop a pressed button's spinner, with a toast (or an alert) when `text` is given;
+        like `edit_text`, through do_api_request (PTB's `CallbackQuery.answer` cost half as
+        much again as the card edit beside it). Raises BadRequest like PTB's answer."""
+        params: dict[str, object] = {"callback_query_id": query_id}
+        if text:
+            params["text"] = text[:200]  # the Bot API's limit for a toast
+            params["show_alert"] = alert
+        await self.call(lambda: self.bot.do_api_request("answerCallbackQuery", api_kwargs=params))
 
     def _markup(self, keyboard: InlineKeyboardMarkup) -> dict[str, object]:
         """The keyboard as the JSON object PTB would make of it, made once per rendered card
