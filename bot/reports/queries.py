@@ -82,6 +82,23 @@ def _with(*ctes: str) -> str:
     return "WITH " + ",\n".join(ctes) + "\n"
 
 
+# The scope's on-time answers to items retired since, per member and round: the answer tally
+# counts them (it does not depend on item status), so readers of the tally take them off.
+_RETIRED = """retired_items AS MATERIALIZED (
+    SELECT ri.round_id, ri.item_id
+    FROM rounditem ri JOIN bankitem bi ON bi.id = ri.item_id
+    WHERE ri.round_id IN (SELECT round_id FROM period_rounds) AND bi.status = 'retired'
+),
+retired AS (
+    SELECT a.member_id, a.round_id, COUNT(*) AS answers,
+           SUM(CASE WHEN a.correct THEN 1 ELSE 0 END) AS correct
+    FROM retired_items ri CROSS JOIN answer a
+    WHERE a.round_id = ri.round_id AND a.item_id = ri.item_id
+      AND a.member_id IN (SELECT member_id FROM scope_members)
+      AND NOT a.late
+    GROUP BY a.member_id, a.round_id
+)"""
+
 MEMBER_ROUNDS = WorkTable(
     "report_member_round",
     "member_id INTEGER NOT NULL, round_id INTEGER NOT NULL, unit_id INTEGER NOT NULL,\n"
@@ -112,20 +129,7 @@ MEMBER_ROUNDS = WorkTable(
 member_unit AS (
     SELECT sm.member_id, ou.unit_id FROM scope_members sm JOIN org_unit ou ON ou.org_id = sm.org_id
 ),
-retired_items AS MATERIALIZED (
-    SELECT ri.round_id, ri.item_id
-    FROM rounditem ri JOIN bankitem bi ON bi.id = ri.item_id
-    WHERE ri.round_id IN (SELECT round_id FROM period_rounds) AND bi.status = 'retired'
-),
-retired AS (
-    SELECT a.member_id, a.round_id, COUNT(*) AS answers,
-           SUM(CASE WHEN a.correct THEN 1 ELSE 0 END) AS correct
-    FROM retired_items ri CROSS JOIN answer a
-    WHERE a.round_id = ri.round_id AND a.item_id = ri.item_id
-      AND a.member_id IN (SELECT member_id FROM scope_members)
-      AND NOT a.late
-    GROUP BY a.member_id, a.round_id
-)
+""" + _RETIRED + """
 INSERT INTO report_member_round (member_id, round_id, unit_id, pushed, returned, answers, correct, late, retired)
 SELECT t.member_id, t.round_id, mu.unit_id, t.pushed,
        CASE WHEN t.on_time + t.late > 0 THEN 1 ELSE 0 END,
@@ -409,6 +413,22 @@ ORDER BY 1 DESC, 2, 3""",
 )
 
 
+PREVIOUS = Query(
+    "previous", "与上一轮（上一期）比较",
+    "The previous round's or period's valid answers, how many were right and people (distinct "
+    "members with a valid answer: the privacy floor), read from the answer tally as "
+    "`fill_member_rounds` reads it and summed at once: the same figures as `summary` over a "
+    "working set filled for that period, without filling it (one statement instead of "
+    "refilling, analysing and summing a temporary table).",
+    _with(_BASE, _RETIRED) + """SELECT COALESCE(SUM(t.on_time - COALESCE(x.answers, 0)), 0) AS valid_answers,
+       COALESCE(SUM(t.on_time_correct - COALESCE(x.correct, 0)), 0) AS correct_answers,
+       COUNT(DISTINCT CASE WHEN t.on_time - COALESCE(x.answers, 0) > 0 THEN t.member_id END) AS people
+FROM scope_members sm
+CROSS JOIN answertally t
+LEFT JOIN retired x ON x.member_id = t.member_id AND x.round_id = t.round_id
+WHERE t.member_id = sm.member_id AND t.round_id IN (SELECT round_id FROM period_rounds)""",
+)
+
 # --- Reports whose scope holds every on-time answer of its rounds (e.g. a 党委 over its tree) ---
 # Then the per-item tables are read from the item tally (bot/reports/tally.py) and the answers
 # are not copied into the working set. `coverage` decides it, after the member-rounds are filled.
@@ -520,7 +540,7 @@ ROUND_MARKS_ALL = Query(
 )
 
 ALL: tuple[Query, ...] = (SUMMARY, ITEMS, OPTIONS, TOPICS, WEEKS, UNITS, MEMBER_SCORES, BY_ATTRIBUTE, ROUNDS,
-                          ROUND_MARKS, NONRESPONDERS, SIBLINGS, COVERAGE, ITEMS_ALL, OPTIONS_ALL, TOPICS_ALL,
+                          ROUND_MARKS, NONRESPONDERS, SIBLINGS, PREVIOUS, COVERAGE, ITEMS_ALL, OPTIONS_ALL, TOPICS_ALL,
                           ROUND_MARKS_ALL)
 
 _WEEK = {
@@ -563,9 +583,8 @@ def markdown() -> str:
         "`2026-10-31 16:00:00.000000` for 1 November in Asia/Shanghai).",
         "",
         "A report fills the working set once for its scope and period and runs every table on it;",
-        "for the comparison with the previous period (`summary`) and a branch's rank among its",
-        "siblings (`units` and `member_scores` with the parent as the scope) it fills",
-        "`report_member_round` again for that scope or period.",
+        "the comparison with the previous period (`previous`) and a branch's rank among its",
+        "siblings (`siblings`, with the parent as the scope) read the answer tally directly instead.",
         "",
         "Why this shape: with a million answers, a dozen queries that each re-derived the scope's",
         "valid answers from the answer table made a 党委 report take 12–17 s (docs/benchmarks.md,",

@@ -88,8 +88,7 @@ async def full_report(
             correlations=_correlations(scores, min_group, scope.params()["year"]),
             rounds=await _rounds(session, scope, min_group),
         )
-        # Last: the sibling rank reads the parent's member-rounds itself; the previous period
-        # fills the working set's member-rounds again for its own period.
+        # The sibling rank and the previous period read the answer tally themselves.
         sections["sibling_rank"] = await _sibling_rank(session, org, period, tz, min_group)
     previous = await _previous(session, org, period, rnd, tz, min_group, now)
     await drop_working_set(session)
@@ -108,7 +107,7 @@ async def full_report(
 
 async def _previous(session: AsyncSession, org: Organization, period: Period, rnd: Round | None, tz: ZoneInfo,
                     min_group: int, now: datetime) -> Previous | None:
-    """The same scope's previous round or period: refills the working set's member-rounds."""
+    """The same scope's previous round or period: one statement over the answer tally."""
     prev: Period | None
     if period.round_id is not None:
         prev = await latest_round_period(session, org, now, before=rnd.opens_at) if rnd else None
@@ -118,12 +117,10 @@ async def _previous(session: AsyncSession, org: Organization, period: Period, rn
         label = prev.describe(tz) if prev else ""
     if prev is None:
         return None
-    earlier = Scope(org, prev, tz)
-    await fill_working_set(session, earlier, answers=False)
-    row = await summary_row(session, earlier)
-    if row.valid_answers == 0:
+    (valid, correct, people), = await run(session, queries.PREVIOUS, Scope(org, prev, tz))
+    if not valid:
         return None
-    return Previous(label, row.valid_answers, row.correct_answers, row.people < min_group)
+    return Previous(label, int(valid), int(correct), int(people) < min_group)
 
 
 async def _topics(session: AsyncSession, scope: Scope, min_group: int, names: dict[str, str]) -> list[Share]:

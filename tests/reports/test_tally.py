@@ -12,9 +12,10 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
 from bot.core.commands import SubmitAnswer
+from bot.reports import queries
 from bot.reports.period import Period, round_period
 from bot.reports.report import full_report
-from bot.reports.stats import Scope, drop_working_set, fill_working_set
+from bot.reports.stats import Scope, drop_working_set, fill_working_set, run, summary_row
 from bot.reports.tally import DEFINITION, ITEM_MISMATCHES, MISMATCHES
 from bot.storage import migrate
 from bot.storage.bulk import insert_ignore
@@ -193,3 +194,42 @@ async def test_a_scope_holding_every_answer_reads_the_item_tally_and_reports_the
     by_answers, covers = await report_and_path()
     assert not covers
     assert by_answers == by_tally
+
+
+async def test_previous_period_reads_the_tally_as_the_working_set_sums_it(app):
+    """`previous` (the comparison with the previous round or period) sums the answer tally in one
+    statement; it must give what `summary` gives over a working set filled for that period — with
+    late answers, an item retired since, and answers from outside the scope in the same rounds."""
+    root = await b.org(app, "机关党委")
+    branch = await b.org(app, "机关党委/甲支部")
+    a = await b.members(app, branch, 6, key="pa")
+    bb = await b.members(app, await b.org(app, "机关党委/乙支部"), 4, key="pb")
+    outsider = await b.members(app, await b.org(app, "外单位党委/某支部"), 1, key="px")
+    start = app.service.clock()
+    first = await b.open_round(app, root, ITEMS, at=start)
+    second = await b.open_round(app, root, ["t-single-001", "t-judge-002"], at=start + timedelta(days=7))
+    await b.answers(app, first, [(m, item, (k + j) % 3 != 1) for k, m in enumerate(a + bb[:2])
+                                 for j, item in enumerate(ITEMS)])
+    await b.answers(app, first, [(bb[3], "t-single-001", True), (a[0], "t-judge-002", True)], late=True)
+    await b.answers(app, first, [(outsider[0], "t-single-001", True)])
+    await b.answers(app, second, [(m, "t-judge-001", True) for m in a[:2]]
+                    + [(m, "t-judge-002", k % 2 == 0) for k, m in enumerate(a)])
+    await b.retire(app, "t-judge-001")
+    periods = [round_period(first.id), round_period(second.id),
+               Period(start - timedelta(hours=1), start + timedelta(days=30), "本期")]
+    seen = []
+    async with app.db.session() as s:
+        for org in (root, branch):
+            for period in periods:
+                scope = Scope(org, period, TZ)
+                (direct,) = await run(s, queries.PREVIOUS, scope)
+                await fill_working_set(s, scope, answers=False)
+                row = await summary_row(s, scope)
+                assert tuple(int(v) for v in direct) == (row.valid_answers, row.correct_answers, row.people)
+                seen.append(tuple(int(v) for v in direct))
+        await drop_working_set(s)
+    # 甲支部, round 1 by hand: a0–a5 answered 3 items each, t-judge-001 (j = 1) retired since →
+    # 12 valid answers; right unless (k + j) % 3 == 1: j = 0 wrong for k = 1, 4, j = 2 for k = 2, 5
+    # → 8 right; 6 people. a0's late answer and the outsider are not counted.
+    assert seen[3] == (12, 8, 6)
+    assert seen[5][2] == 6 and seen[2][2] == 8  # distinct people over both rounds
