@@ -31,6 +31,8 @@ POLL_TIMEOUT = 10  # seconds a getUpdates long poll may wait
 # Updates handled at once. Each holds a database connection only inside its one answer
 # transaction (PostgreSQL pool: 10 + 20 overflow), so this bounds memory, not the pool.
 MAX_CONCURRENT_UPDATES = 64
+# Updates taken from Telegram and not finished, at most (see UpdateQueue).
+MAX_UPDATES_IN_FLIGHT = 2 * MAX_CONCURRENT_UPDATES
 # Keep-alive connections to the Bot API (PTB's default pool size); pushes and updates share them.
 BOT_API_CONNECTIONS = 256
 
@@ -62,7 +64,7 @@ class PerUserOrder(BaseUpdateProcessor):
     Why per user: the handlers read, then write, per member (the answer and its case pick, the
     card edit after it), so one member pressing twice must not interleave with itself; the
     database keeps each answer once anyway (UNIQUE(member, round, item)). Each update is also
-    registered with the update-id log as soon as it is taken (before it waits for its user), so
+    registered with the update-id log as soon as it is taken (before it waits for a slot or its user), so
     the stored mark never passes an update that has not finished (see state.UpdateLog)."""
 
     def __init__(self, max_concurrent_updates: int,
@@ -78,20 +80,25 @@ class PerUserOrder(BaseUpdateProcessor):
         who = update.effective_user or update.effective_chat
         return who.id if who is not None else None
 
-    async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
+    async def process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
+        # Opened before PTB's semaphore: an update still waiting for a slot is unfinished too,
+        # and the stored mark must not pass it when a newer one finishes first.
         log = self._update_log()
         update_id = update.update_id if isinstance(update, Update) else None
         if log is not None and update_id is not None:
             log.opened(update_id)
         cancelled = False
         try:
-            await self._in_user_order(update, coroutine)
+            await super().process_update(update, coroutine)  # the semaphore, then do_process_update
         except asyncio.CancelledError:
             cancelled = True  # shutdown: the update stays open, so the stored mark stays below it
             raise
         finally:
             if log is not None and update_id is not None and not cancelled:
                 log.done(update_id)
+
+    async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
+        await self._in_user_order(update, coroutine)
 
     async def _in_user_order(self, update: object, coroutine: Awaitable[Any]) -> None:
         user = self._user(update)
@@ -117,6 +124,37 @@ class PerUserOrder(BaseUpdateProcessor):
         pass
 
 
+class UpdateQueue(asyncio.Queue):  # type: ignore[type-arg]
+    """PTB's update queue with backpressure: `put` waits while `limit` updates are taken and
+    not finished (PTB calls `task_done` when an update's handlers are done).
+
+    Why: the Updater confirms a fetched batch to Telegram (the next getUpdates' offset) as soon
+    as it is queued, and the Application starts a task per queued update at once, so under a
+    burst the bot would pull and confirm all that Telegram holds (10,000 presses: 10,000 parsed
+    updates in memory, and a crash loses every confirmed one not yet done). With the bound,
+    polling — and a webhook delivery — waits, and the rest stays with Telegram, unconfirmed."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+        self.in_flight = 0
+        self._room = asyncio.Event()
+        self._room.set()
+
+    async def put(self, item: object) -> None:
+        while self.in_flight >= self.limit:
+            self._room.clear()
+            await self._room.wait()
+        self.in_flight += 1
+        self.put_nowait(item)  # the queue itself is unbounded
+
+    def task_done(self) -> None:
+        super().task_done()
+        self.in_flight -= 1
+        if self.in_flight < self.limit:
+            self._room.set()
+
+
 def build_application(settings: Settings, *, polling: bool = True,  # type: ignore[type-arg]
                       update_log: Callable[[], UpdateLog | None] = lambda: None) -> Application:
     timeout = settings.telegram_request_timeout
@@ -124,6 +162,7 @@ def build_application(settings: Settings, *, polling: bool = True,  # type: igno
                .request(AiohttpRequest(pool_size=BOT_API_CONNECTIONS, timeout=timeout))
                .get_updates_request(AiohttpRequest(pool_size=1, timeout=timeout))
                .concurrent_updates(PerUserOrder(MAX_CONCURRENT_UPDATES, update_log))
+               .update_queue(UpdateQueue(MAX_UPDATES_IN_FLIGHT))
                .job_queue(None))  # the project's scheduler does the timing
     base = api_base(settings)
     if base is not None:
