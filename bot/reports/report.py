@@ -6,8 +6,10 @@ rows, applies the privacy floor and runs the statistics in `analysis`.
 
 from __future__ import annotations
 
+import itertools
+import json
 from collections import defaultdict
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -148,11 +150,33 @@ async def _weeks(session: AsyncSession, scope: Scope, min_group: int) -> list[We
             for week, rounds, pushed, responded, answers, correct, people, _pushed_people in rows]
 
 
-async def _member_scores(session: AsyncSession, scope: Scope) -> list[tuple[int, int | None, int | None,
-                                                                        int | None, int, int]]:
-    # Sums come back as Decimal on PostgreSQL (SUM of bigint is numeric): plain ints for scipy.
-    return [(int(m), u, rank, joined, int(answers), int(correct))
-            for m, u, rank, joined, answers, correct in await run(session, queries.MEMBER_SCORES, scope)]
+@dataclass(frozen=True)
+class Scores:
+    """The tests' per-member inputs, column by column in member order: plain lists of numbers, not a
+    row object per member (a 党委 has ten thousand)."""
+
+    unit_id: list[int]
+    rank_level: list[int | None]
+    joined_party_year: list[int | None]
+    answers: list[int]
+    correct: list[int]
+
+
+async def _member_scores(session: AsyncSession, scope: Scope) -> Scores:
+    (row,) = await run(session, queries.MEMBER_SCORES, scope)
+    # JSON arrays (text on both databases; SQL NULL when nobody was pushed).
+    ids, *cols = [json.loads(v) if isinstance(v, str) else list(v or ()) for v in row]
+    return Scores(*in_member_order(ids, cols))
+
+
+def in_member_order(ids: list[int], cols: list[list[Any]]) -> list[list[Any]]:
+    """The columns ordered by member id. SQLite fills its arrays in the order of the ordered subquery
+    (no ORDER BY inside an aggregate before 3.44): be sure, since the statistics' float sums
+    depend on the order."""
+    if all(a < b for a, b in itertools.pairwise(ids)):
+        return cols
+    order = sorted(range(len(ids)), key=ids.__getitem__)
+    return [[c[i] for i in order] for c in cols]
 
 
 async def _has_children(session: AsyncSession, org: Organization) -> bool:
@@ -160,11 +184,11 @@ async def _has_children(session: AsyncSession, org: Organization) -> bool:
         is not None
 
 
-async def _units(session: AsyncSession, scope: Scope, min_group: int, scores: list) -> UnitComparison:
+async def _units(session: AsyncSession, scope: Scope, min_group: int, scores: Scores) -> UnitComparison:
     return _unit_comparison(scope, await run(session, queries.UNITS, scope), scores, min_group)
 
 
-def _unit_comparison(scope: Scope, rows: list, scores: list, min_group: int, *,
+def _unit_comparison(scope: Scope, rows: list, scores: Scores, min_group: int, *,
                      intervals: bool = True) -> UnitComparison:
     """`units` rows and `member_scores` rows → the comparison, privacy floor, ranks and tests."""
     hidden = withheld_keys({r[0]: group_size(int(r[6]), int(r[7])) for r in rows}, min_group, partition=True,
@@ -187,7 +211,7 @@ def _unit_comparison(scope: Scope, rows: list, scores: list, min_group: int, *,
     units = [_with_rank(u, rank_of.get(u.org_id)) for u in units]
     compared = {u.org_id for u in ranked}
     per_member: dict[int, list[float]] = defaultdict(list)
-    for _member, unit_id, _rank, _joined, answers, correct in scores:
+    for unit_id, answers, correct in zip(scores.unit_id, scores.answers, scores.correct, strict=True):
         if unit_id in compared and answers:
             per_member[unit_id].append(correct / answers)
     return UnitComparison(
@@ -218,7 +242,9 @@ async def _sibling_rank(session: AsyncSession, org: Organization, period: Period
     # gives them, member rows as `member_scores` (member, unit, rank, joined, answers, correct).
     rows = await run(session, queries.SIBLINGS, siblings)
     units = [(r[1], *r[3:]) for r in rows if r[0] == "unit"]
-    scores = [(int(r[2]), int(r[1]), None, None, int(r[6]), int(r[7])) for r in rows if r[0] == "member"]
+    members = [r for r in rows if r[0] == "member"]
+    scores = Scores([int(r[1]) for r in members], [None] * len(members), [None] * len(members),
+                    [int(r[6]) for r in members], [int(r[7]) for r in members])
     # Only the rank and the two tests are shown: the siblings' own intervals are not computed.
     comparison = _unit_comparison(siblings, units, scores, min_group, intervals=False)
     ranked = [u for u in comparison.units if u.rank is not None]
@@ -257,27 +283,42 @@ async def _attributes(session: AsyncSession, scope: Scope, min_group: int) -> li
     return tables
 
 
-def _correlations(scores: list, min_group: int, year: int) -> list[CorrelationTable]:
-    scored = [(rank, joined, correct / answers) for _m, _u, rank, joined, answers, correct in scores if answers]
-    n_y = len(scored)
-    tables = []
-    rank_pairs = [(float(r), s) for r, _j, s in scored if r is not None]
-    n_rank = sum(1 for row in scores if row[2] is not None)
-    tables.append(_correlation_table("行政级别", "个人答题正确率", n_rank, n_y, rank_pairs, min_group,
-                                     primary="spearman", higher="行政级别较高"))
-    age_pairs = [(float(year - j), s) for _r, j, s in scored if j is not None]
-    n_age = sum(1 for row in scores if row[3] is not None)
-    tables.append(_correlation_table("党龄", "个人答题正确率", n_age, n_y, age_pairs, min_group,
-                                     primary="pearson", higher="党龄较长"))
+def _correlations(scores: Scores, min_group: int, year: int) -> list[CorrelationTable]:
+    # One pass over the members: (x, share correct) pairs as two lists each, members with answers only.
+    rank_x: list[float] = []
+    rank_y: list[float] = []
+    age_x: list[float] = []
+    age_y: list[float] = []
+    n_y = 0
+    for rank, joined, answers, correct in zip(scores.rank_level, scores.joined_party_year, scores.answers,
+                                              scores.correct, strict=True):
+        if not answers:
+            continue
+        n_y += 1
+        share = correct / answers
+        if rank is not None:
+            rank_x.append(float(rank))
+            rank_y.append(share)
+        if joined is not None:
+            age_x.append(float(year - joined))
+            age_y.append(share)
+    n_rank = len(scores.rank_level) - scores.rank_level.count(None)
+    n_age = len(scores.joined_party_year) - scores.joined_party_year.count(None)
+    tables = [
+        _correlation_table("行政级别", "个人答题正确率", n_rank, n_y, rank_x, rank_y, min_group,
+                           primary="spearman", higher="行政级别较高"),
+        _correlation_table("党龄", "个人答题正确率", n_age, n_y, age_x, age_y, min_group,
+                           primary="pearson", higher="党龄较长"),
+    ]
     return [t for t in tables if t.n_x and t.n_y]
 
 
-def _correlation_table(x: str, y: str, n_x: int, n_y: int, pairs: list[tuple[float, float]], min_group: int,
+def _correlation_table(x: str, y: str, n_x: int, n_y: int, xs: list[float], ys: list[float], min_group: int,
                        *, primary: str, higher: str) -> CorrelationTable:
-    if len(pairs) < max(min_group, 3):
+    if len(xs) < max(min_group, 3):
         return CorrelationTable(x, y, n_x, n_y, None, withheld=True,
                                 sentence=f"同时有{x}和答题记录的人数少于{max(min_group, 3)}人，不作相关分析。")
-    res = correlation([p[0] for p in pairs], [p[1] for p in pairs])
+    res = correlation(xs, ys)
     if res is None:
         return CorrelationTable(x, y, n_x, n_y, None,
                                 sentence=f"{x}或正确率在参与者之间没有差异，无法计算相关系数。")

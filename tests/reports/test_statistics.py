@@ -22,7 +22,7 @@ from bot.reports.analysis import (
     withheld_keys,
 )
 from bot.reports.period import round_period
-from bot.reports.report import full_report
+from bot.reports.report import full_report, in_member_order
 from tests.reports import builders as b
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -216,3 +216,12 @@ async def test_units_rank_chi_square_and_sibling_rank(app):
     assert child.units is None
     assert child.sibling_rank is not None
     assert (child.sibling_rank.position, child.sibling_rank.of, child.sibling_rank.parent_name) == (2, 2, "比较党委")
+
+
+def test_member_columns_are_put_in_member_order():
+    """member_scores comes back as one JSON array per column; the statistics' float sums depend on
+    the members' order, so columns that arrive out of member order are sorted together."""
+    assert in_member_order([3, 1, 2], [[30, 10, 20], [None, 1, 2]]) == [[10, 20, 30], [1, 2, None]]
+    cols = [[10, 20, 30], [1, None, 3]]
+    assert in_member_order([1, 2, 3], cols) is cols
+    assert in_member_order([], [[], []]) == [[], []]
