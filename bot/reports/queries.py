@@ -261,15 +261,17 @@ MEMBER_SCORES = Query(
     "member_scores", "（统计检验的输入，不在报告中列出）",
     "The members pushed in the period, by member id: their unit, 行政级别 ordinal, 入党年份 and valid "
     "answers. The per-member test across units and the correlations run on these vectors; no "
-    "member row is ever shown. One row of JSON arrays (one per column, in member order) instead "
+    "member row is ever shown. One row of arrays (one per column, in member order: PostgreSQL "
+    "array_agg, SQLite json_group_array as JSON text) instead "
     "of a row per member: a 党委's ten thousand rows were ten thousand result objects for Python "
     "to make and its garbage collector to walk (a full collection of the bot's heap took 70-110 "
-    "ms here, one report in two). On SQLite the arrays are filled in the order of the ordered "
-    "subquery (the reader checks it and sorts if not); on PostgreSQL json_agg orders them.",
-    """SELECT {json_agg}(s.member_id{by_member}) AS member_id, {json_agg}(s.unit_id{by_member}) AS unit_id,
-       {json_agg}(s.rank_level{by_member}) AS rank_level,
-       {json_agg}(s.joined_party_year{by_member}) AS joined_party_year,
-       {json_agg}(s.answers{by_member}) AS answers, {json_agg}(s.correct{by_member}) AS correct
+    "ms here, one report in two). The arrays are filled in the order of the ordered subquery "
+    "(one sort; an ORDER BY inside each json_agg sorted six times), which neither database "
+    "promises: the reader checks that the member ids ascend and sorts the columns if not.",
+    """SELECT {json_agg}(s.member_id) AS member_id, {json_agg}(s.unit_id) AS unit_id,
+       {json_agg}(s.rank_level) AS rank_level,
+       {json_agg}(s.joined_party_year) AS joined_party_year,
+       {json_agg}(s.answers) AS answers, {json_agg}(s.correct) AS correct
 FROM (
     SELECT p.member_id, p.unit_id, m.rank_level, m.joined_party_year, p.answers, p.correct
     FROM (
@@ -562,8 +564,7 @@ _TAGS = {
     "sqlite": "JOIN json_each(s.tags) t",
     "postgresql": "CROSS JOIN LATERAL json_array_elements_text(s.tags) AS t(value)",
 }
-_JSON_AGG = {"sqlite": "json_group_array", "postgresql": "json_agg"}
-_BY_MEMBER = {"sqlite": "", "postgresql": " ORDER BY s.member_id"}
+_JSON_AGG = {"sqlite": "json_group_array", "postgresql": "array_agg"}
 _ROUND_FILTER = "\n      AND r.id = :round_id"
 
 
@@ -575,8 +576,7 @@ def render(query: Query, dialect: str, *, single_round: bool = False) -> str:
     dialect = _dialect(dialect)
     return query.template.format(
         round_filter=_ROUND_FILTER if single_round else "",
-        week=_WEEK[dialect], tags_join=_TAGS[dialect], json_agg=_JSON_AGG[dialect],
-        by_member=_BY_MEMBER[dialect])
+        week=_WEEK[dialect], tags_join=_TAGS[dialect], json_agg=_JSON_AGG[dialect])
 
 
 def markdown() -> str:

@@ -164,15 +164,14 @@ class Scores:
 
 async def _member_scores(session: AsyncSession, scope: Scope) -> Scores:
     (row,) = await run(session, queries.MEMBER_SCORES, scope)
-    # JSON arrays (text on both databases; SQL NULL when nobody was pushed).
+    # Arrays: lists on PostgreSQL (NULL when nobody was pushed), JSON text on SQLite.
     ids, *cols = [json.loads(v) if isinstance(v, str) else list(v or ()) for v in row]
     return Scores(*in_member_order(ids, cols))
 
 
 def in_member_order(ids: list[int], cols: list[list[Any]]) -> list[list[Any]]:
-    """The columns ordered by member id. SQLite fills its arrays in the order of the ordered subquery
-    (no ORDER BY inside an aggregate before 3.44): be sure, since the statistics' float sums
-    depend on the order."""
+    """The columns ordered by member id. The databases fill the arrays in the order of the ordered
+    subquery, without promising it: be sure, since the statistics' float sums depend on the order."""
     if all(a < b for a, b in itertools.pairwise(ids)):
         return cols
     order = sorted(range(len(ids)), key=ids.__getitem__)
