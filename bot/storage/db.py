@@ -13,6 +13,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.storage.checkpoint import SAFETY_NET_PAGES, Checkpointer
 from bot.storage.sqlite_driver import BUSY_TIMEOUT_MS, one_call_dbapi
 
 
@@ -25,7 +26,23 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def make_engine(url: str, *, echo: bool = False) -> AsyncEngine:
+def _checkpoints_elsewhere(dbapi_connection: Any, _record: Any) -> None:
+    """SQLite's own checkpoints only as a safety net: a Checkpointer thread does them."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA wal_autocheckpoint={SAFETY_NET_PAGES}")
+    cursor.close()
+
+
+def sqlite_file(url: str) -> str | None:
+    """The database file of a SQLite URL (None: another database, or in memory)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return parsed.database
+
+
+def make_engine(url: str, *, echo: bool = False, checkpointer: bool = False) -> AsyncEngine:
+    """`checkpointer`: the caller runs a `Checkpointer` on the file (SQLite only)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -33,6 +50,8 @@ def make_engine(url: str, *, echo: bool = False) -> AsyncEngine:
         engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30, "check_same_thread": False},
                                      module=one_call_dbapi())  # see sqlite_driver.py
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        if checkpointer:
+            event.listen(engine.sync_engine, "connect", _checkpoints_elsewhere)
         return engine
     return create_async_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
@@ -40,9 +59,13 @@ def make_engine(url: str, *, echo: bool = False) -> AsyncEngine:
 class Database:
     """Owns one engine and hands out sessions; one per process."""
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, checkpoint_thread: bool = True) -> None:
         self.url = url
-        self.engine = make_engine(url, echo=echo)
+        path = sqlite_file(url)
+        # WAL checkpoints (an fsync) off the event loop, where short transactions commit
+        # (`checkpoint_thread=False`: SQLite's own, in the commits; for comparison).
+        self._checkpointer = Checkpointer(path).start() if path is not None and checkpoint_thread else None
+        self.engine = make_engine(url, echo=echo, checkpointer=self._checkpointer is not None)
         self._sessions = async_sessionmaker(
             self.engine, class_=AsyncSession, expire_on_commit=False
         )
@@ -81,3 +104,5 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self._checkpointer is not None:
+            await asyncio.to_thread(self._checkpointer.stop)
