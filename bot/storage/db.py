@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -72,6 +73,7 @@ class Database:
         # SQLite has one writer at a time: concurrent handlers queue here instead of sleeping
         # in SQLite's busy handler (other processes still meet the busy timeout).
         self._writer = asyncio.Lock() if self.engine.dialect.name == "sqlite" else None
+        self._writer_conn: AsyncConnection | None = None
 
     @property
     def dialect(self) -> str:
@@ -93,16 +95,32 @@ class Database:
             async with self.engine.begin() as conn:
                 yield conn
             return
-        async with self._writer, self.engine.connect() as conn:
-            driver = (await conn.get_raw_connection()).dbapi_connection
-            driver.set_inline(True)  # short statements, commit included, without thread crossings
+        async with self._writer:
+            conn = await self._writer_connection()
             try:
                 async with conn.begin():
                     yield conn
-            finally:
-                driver.set_inline(False)
+            except DBAPIError:
+                await self._close_writer()  # a connection that failed is not reused
+                raise
+
+    async def _writer_connection(self) -> AsyncConnection:
+        """This process's SQLite writer: one connection kept open with its statements inline
+        (checking one out of the pool and switching it inline and back, per transaction, was
+        a sixth of an answer's database time)."""
+        if self._writer_conn is None or self._writer_conn.closed or self._writer_conn.invalidated:
+            conn = await self.engine.connect()
+            (await conn.get_raw_connection()).dbapi_connection.set_inline(True)
+            self._writer_conn = conn
+        return self._writer_conn
+
+    async def _close_writer(self) -> None:
+        conn, self._writer_conn = self._writer_conn, None
+        if conn is not None and not conn.closed:
+            await conn.close()
 
     async def dispose(self) -> None:
+        await self._close_writer()
         await self.engine.dispose()
         if self._checkpointer is not None:
             await asyncio.to_thread(self._checkpointer.stop)

@@ -57,6 +57,27 @@ async def test_errors_are_sqlalchemy_errors_and_roll_back(db: Database) -> None:
         assert (await conn.execute(text("SELECT count(*) FROM t"))).scalar_one() == 0
 
 
+async def test_the_writer_connection_outlives_errors(db: Database) -> None:
+    """Short transactions share one kept connection: after a database error (replaced) or an
+    error of the caller's (rolled back), the next transaction writes and commits as usual."""
+    with pytest.raises(IntegrityError):
+        async with db.transaction() as conn:
+            await conn.execute(text("INSERT INTO t (name, n) VALUES ('x', 1)"))
+            await conn.execute(text("INSERT INTO t (name, n) VALUES ('x', 2)"))
+    with pytest.raises(LookupError):
+        async with db.transaction() as conn:
+            await conn.execute(text("INSERT INTO t (name, n) VALUES ('y', 1)"))
+            raise LookupError("the caller's own error")
+    async with db.transaction() as conn:
+        first = conn
+        await conn.execute(text("INSERT INTO t (name, n) VALUES ('z', 3)"))
+    async with db.transaction() as conn:
+        assert conn is first  # kept between transactions
+        assert (await conn.execute(text("SELECT name FROM t"))).scalars().all() == ["z"]
+    async with db.engine.connect() as conn:  # committed, seen from another connection
+        assert (await conn.execute(text("SELECT name, n FROM t"))).all() == [("z", 3)]
+
+
 async def test_one_thread_call_per_statement_and_none_in_a_short_transaction(
         db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     import aiosqlite
