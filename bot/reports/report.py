@@ -14,10 +14,10 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import or_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.core.orgs import org_path_names
 from bot.reports import queries
 from bot.reports.analysis import (
     chi_square,
@@ -70,13 +70,22 @@ async def full_report(
     await fill_working_set(session, scope)  # every section reads it (docs/reports-sql.md)
     row = await summary_row(session, scope)
     withheld = row.people < min_group
-    names = await org_path_names(session, org)
+    # The scope's ancestors (names, the named-list switch, the parent) and whether it has children,
+    # in one statement: each of the four was a round trip of its own.
+    path_ids = [int(x) for x in org.path.strip("/").split("/") if x]
+    # populate_existing: read the switch as stored now, even for organisations this session holds.
+    family = {o.id: o for o in (await session.exec(select(Organization).where(
+        or_(col(Organization.id).in_(path_ids), col(Organization.parent_id) == org.id))
+        .execution_options(populate_existing=True))).all()}
+    names = [family[i].name for i in path_ids]
+    has_children = any(o.parent_id == org.id for o in family.values())
     if period.round_id is not None:
         label = (rnd.title or period.label) if rnd else period.label
         period_text = f"{label}（{rnd.opens_at.astimezone(tz):%Y年%m月%d日}开启）" if rnd else label
     else:
         period_text = period.describe(tz)
-    nonresponders = await _nonresponders(session, scope)
+    named = any(family[i].named_nonresponders for i in path_ids)
+    nonresponders = await _nonresponders(session, scope) if named else None
     sections: dict[str, Any] = {"items": [], "ci": None}
     if not withheld:
         scores = await _member_scores(session, scope)
@@ -85,13 +94,14 @@ async def full_report(
             ci=wilson(row.correct_answers, row.valid_answers),
             topics=await _topics(session, scope, min_group, topic_names or {}),
             weeks=await _weeks(session, scope, min_group),
-            units=await _units(session, scope, min_group, scores) if await _has_children(session, org) else None,
+            units=await _units(session, scope, min_group, scores) if has_children else None,
             attributes=await _attributes(session, scope, min_group),
             correlations=_correlations(scores, min_group, scope.params()["year"]),
             rounds=await _rounds(session, scope, min_group),
         )
         # The sibling rank and the previous period read the answer tally themselves.
-        sections["sibling_rank"] = await _sibling_rank(session, org, period, tz, min_group)
+        parent = family.get(org.parent_id) if org.parent_id is not None else None
+        sections["sibling_rank"] = await _sibling_rank(session, org, parent, period, tz, min_group)
     previous = await _previous(session, org, period, rnd, tz, min_group, now)
     await drop_working_set(session)
     return FullReport(
@@ -178,11 +188,6 @@ def in_member_order(ids: list[int], cols: list[list[Any]]) -> list[list[Any]]:
     return [[c[i] for i in order] for c in cols]
 
 
-async def _has_children(session: AsyncSession, org: Organization) -> bool:
-    return (await session.exec(select(Organization.id).where(Organization.parent_id == org.id).limit(1))).first() \
-        is not None
-
-
 async def _units(session: AsyncSession, scope: Scope, min_group: int, scores: Scores) -> UnitComparison:
     return _unit_comparison(scope, await run(session, queries.UNITS, scope), scores, min_group)
 
@@ -229,11 +234,8 @@ def _competition_ranks(values: list[float]) -> list[int]:
     return [1 + sum(1 for w in values if w > v) for v in values]
 
 
-async def _sibling_rank(session: AsyncSession, org: Organization, period: Period, tz: ZoneInfo,
-                        min_group: int) -> SiblingRank | None:
-    if org.parent_id is None:
-        return None
-    parent = await session.get(Organization, org.parent_id)
+async def _sibling_rank(session: AsyncSession, org: Organization, parent: Organization | None, period: Period,
+                        tz: ZoneInfo, min_group: int) -> SiblingRank | None:
     if parent is None:
         return None
     siblings = Scope(parent, period, tz)
@@ -370,11 +372,7 @@ async def _rounds(session: AsyncSession, scope: Scope, min_group: int) -> list[R
     return out
 
 
-async def _nonresponders(session: AsyncSession, scope: Scope) -> list[tuple[str, str, int]] | None:
-    """Names only when the scope organisation or an ancestor switched the list on."""
-    ids = [int(x) for x in scope.org.path.strip("/").split("/") if x]
-    flags = (await session.exec(select(Organization.named_nonresponders).where(col(Organization.id).in_(ids)))).all()
-    if not any(flags):
-        return None
+async def _nonresponders(session: AsyncSession, scope: Scope) -> list[tuple[str, str, int]]:
+    """Names: only called when the scope organisation or an ancestor switched the list on."""
     rows = await run(session, queries.NONRESPONDERS, scope)
     return [(name, org_name, int(missed)) for _id, name, org_name, missed in rows]
