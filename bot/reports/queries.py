@@ -391,6 +391,18 @@ _FILL_CTES, _FILL_INSERT = MEMBER_ROUNDS.fill.template.split("INSERT INTO report
 assert _FILL_INSERT.rstrip().endswith(
     "WHERE t.member_id = mu.member_id AND t.round_id IN (SELECT round_id FROM period_rounds)")
 
+# Per member, what the answers to items retired since take off the answer tally's sums: answers,
+# correct, and `emptied` = member-rounds left without a valid answer (no longer responded).
+# `siblings` sums per member and takes these off afterwards instead of joining every
+# member-round to `retired` (for a member-round: valid = on_time - retired answers; responded
+# when that is > 0 — on_time > 0 less the emptied ones).
+_RETIRED_BY_MEMBER = """retired_by_member AS (
+    SELECT x.member_id, SUM(x.answers) AS answers, SUM(x.correct) AS correct,
+           SUM(CASE WHEN t.on_time > 0 AND t.on_time - x.answers <= 0 THEN 1 ELSE 0 END) AS emptied
+    FROM retired x JOIN answertally t ON t.member_id = x.member_id AND t.round_id = x.round_id
+    GROUP BY x.member_id
+)"""
+
 SIBLINGS = Query(
     "siblings", "同级组织中的排名（支部报告）",
     "A branch's rank among its siblings, without filling the working set for the parent: the "
@@ -398,17 +410,25 @@ SIBLINGS = Query(
     "tally as `fill_member_rounds` reads them (same CTEs), summed per member once. Rows of kind "
     "'unit' are `units` over those member-rounds; rows of kind 'member' are `member_scores` "
     "(member, unit, valid answers, correct) for the per-member test. Only the rank and the two "
-    "tests are shown.",
-    _FILL_CTES + """, per_member AS MATERIALIZED (
+    "tests are shown. The tally rows are summed per member as they are (`tallied`: a branch's "
+    "50 rounds are the parent's 51,000 member-rounds); answers to items retired since are taken "
+    "off the few members who have any afterwards (`retired_by_member`; `emptied` = member-rounds "
+    "left without a valid answer, which then no longer count as responded), instead of joining "
+    "every member-round to them: the same figures.",
+    _FILL_CTES + """, tallied AS MATERIALIZED (
     SELECT t.member_id, mu.unit_id, SUM(t.pushed) AS pushed,
-           SUM(CASE WHEN t.on_time - COALESCE(x.answers, 0) > 0 THEN 1 ELSE 0 END) AS responded,
-           SUM(t.on_time - COALESCE(x.answers, 0)) AS answers,
-           SUM(t.on_time_correct - COALESCE(x.correct, 0)) AS correct
+           SUM(CASE WHEN t.on_time > 0 THEN 1 ELSE 0 END) AS answered,
+           SUM(t.on_time) AS on_time, SUM(t.on_time_correct) AS on_time_correct
     FROM member_unit mu
     CROSS JOIN answertally t
-    LEFT JOIN retired x ON x.member_id = t.member_id AND x.round_id = t.round_id
     WHERE t.member_id = mu.member_id AND t.round_id IN (SELECT round_id FROM period_rounds)
     GROUP BY t.member_id, mu.unit_id
+),
+""" + _RETIRED_BY_MEMBER + """,
+per_member AS MATERIALIZED (
+    SELECT s.member_id, s.unit_id, s.pushed, s.answered - COALESCE(r.emptied, 0) AS responded,
+           s.on_time - COALESCE(r.answers, 0) AS answers, s.on_time_correct - COALESCE(r.correct, 0) AS correct
+    FROM tallied s LEFT JOIN retired_by_member r ON r.member_id = s.member_id
 ),
 """ + _UNITS + """
 SELECT 'unit' AS kind, u.unit_id, NULL AS member_id, u.unit_name AS name, COALESCE(SUM(p.pushed), 0) AS pushed,
@@ -440,6 +460,7 @@ CROSS JOIN answertally t
 LEFT JOIN retired x ON x.member_id = t.member_id AND x.round_id = t.round_id
 WHERE t.member_id = sm.member_id AND t.round_id IN (SELECT round_id FROM period_rounds)""",
 )
+
 
 # --- Reports whose scope holds every on-time answer of its rounds (e.g. a 党委 over its tree) ---
 # Then the per-item tables are read from the item tally (bot/reports/tally.py) and the answers

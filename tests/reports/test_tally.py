@@ -4,6 +4,7 @@ the migration's backfill — and reports stay right when an item is retired afte
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
@@ -196,10 +197,12 @@ async def test_a_scope_holding_every_answer_reads_the_item_tally_and_reports_the
     assert by_answers == by_tally
 
 
-async def test_previous_period_reads_the_tally_as_the_working_set_sums_it(app):
-    """`previous` (the comparison with the previous round or period) sums the answer tally in one
-    statement; it must give what `summary` gives over a working set filled for that period — with
-    late answers, an item retired since, and answers from outside the scope in the same rounds."""
+async def test_previous_and_siblings_read_the_tally_as_the_working_set_sums_it(app):
+    """`previous` (the comparison with the previous round or period) and `siblings` (a branch's
+    rank) sum the answer tally in one statement each, taking answers to items retired since off
+    per member; they must give what `summary`, `units` and `member_scores` give over a working set
+    filled for that scope and period — with late answers, an item retired since (and a member whose
+    only answer in a round was to it), and answers from outside the scope in the same rounds."""
     root = await b.org(app, "机关党委")
     branch = await b.org(app, "机关党委/甲支部")
     a = await b.members(app, branch, 6, key="pa")
@@ -207,12 +210,12 @@ async def test_previous_period_reads_the_tally_as_the_working_set_sums_it(app):
     outsider = await b.members(app, await b.org(app, "外单位党委/某支部"), 1, key="px")
     start = app.service.clock()
     first = await b.open_round(app, root, ITEMS, at=start)
-    second = await b.open_round(app, root, ["t-single-001", "t-judge-002"], at=start + timedelta(days=7))
+    second = await b.open_round(app, root, ["t-judge-001", "t-judge-002"], at=start + timedelta(days=7))
     await b.answers(app, first, [(m, item, (k + j) % 3 != 1) for k, m in enumerate(a + bb[:2])
                                  for j, item in enumerate(ITEMS)])
     await b.answers(app, first, [(bb[3], "t-single-001", True), (a[0], "t-judge-002", True)], late=True)
     await b.answers(app, first, [(outsider[0], "t-single-001", True)])
-    await b.answers(app, second, [(m, "t-judge-001", True) for m in a[:2]]
+    await b.answers(app, second, [(m, "t-judge-001", True) for m in a[:2] + bb[2:3]]
                     + [(m, "t-judge-002", k % 2 == 0) for k, m in enumerate(a)])
     await b.retire(app, "t-judge-001")
     periods = [round_period(first.id), round_period(second.id),
@@ -223,13 +226,24 @@ async def test_previous_period_reads_the_tally_as_the_working_set_sums_it(app):
             for period in periods:
                 scope = Scope(org, period, TZ)
                 (direct,) = await run(s, queries.PREVIOUS, scope)
+                siblings = await run(s, queries.SIBLINGS, scope)
                 await fill_working_set(s, scope, answers=False)
                 row = await summary_row(s, scope)
                 assert tuple(int(v) for v in direct) == (row.valid_answers, row.correct_answers, row.people)
                 seen.append(tuple(int(v) for v in direct))
+                units = [tuple(int(v) for v in (r[0], *r[2:])) for r in await run(s, queries.UNITS, scope)]
+                assert [tuple(int(v) for v in (r[1], *r[4:])) for r in siblings if r[0] == "unit"] == units
+                (scores,) = await run(s, queries.MEMBER_SCORES, scope)
+                ids, unit_ids, _rank, _joined, answers, correct = (
+                    json.loads(v) if isinstance(v, str) else list(v or ()) for v in scores)
+                assert [(int(r[2]), int(r[1]), int(r[6]), int(r[7])) for r in siblings if r[0] == "member"] \
+                    == list(zip(ids, unit_ids, answers, correct, strict=True))
         await drop_working_set(s)
     # 甲支部, round 1 by hand: a0–a5 answered 3 items each, t-judge-001 (j = 1) retired since →
     # 12 valid answers; right unless (k + j) % 3 == 1: j = 0 wrong for k = 1, 4, j = 2 for k = 2, 5
     # → 8 right; 6 people. a0's late answer and the outsider are not counted.
     assert seen[3] == (12, 8, 6)
     assert seen[5][2] == 6 and seen[2][2] == 8  # distinct people over both rounds
+    # 党委, round 2: b2 answered only t-judge-001, retired since: no valid answer, not one of the
+    # people (a0–a5 answered t-judge-002); a0 and a1's t-judge-001 answers are taken off.
+    assert seen[1] == (6, 3, 6)
