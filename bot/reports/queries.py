@@ -557,19 +557,32 @@ FROM counted c JOIN people p ON p.topic = c.topic
 ORDER BY c.topic""",
 )
 
-ROUND_MARKS_ALL = Query(
-    "round_marks_all", "题目质量分析：作答矩阵（范围含全部作答时）",
-    "As `round_marks`, with the marks read from the answers of the analysed rounds (by the "
-    "answer (round_id, item_id) index) instead of report_answer; joining `complete` keeps only "
-    "the scope's members, as before.",
-    ROUND_MARKS.template.replace("""marks AS MATERIALIZED (
+_MARKS_FROM = """,
+marks AS MATERIALIZED (
     SELECT member_id, round_id, item_id, correct FROM report_answer
     WHERE round_id IN (SELECT round_id FROM analysed)
-)""", """marks AS MATERIALIZED (
-    SELECT member_id, round_id, item_id, CASE WHEN correct THEN 1 ELSE 0 END AS correct FROM answer
-    WHERE round_id IN (SELECT round_id FROM analysed) AND NOT late
-      AND item_id NOT IN (SELECT id FROM bankitem WHERE status = 'retired')
-)"""),
+)
+SELECT a.round_id, a.item_id, a.correct AS mark, c.total, COUNT(*) AS members
+FROM marks a JOIN complete c ON c.member_id = a.member_id AND c.round_id = a.round_id
+GROUP BY a.round_id, a.item_id, a.correct, c.total
+ORDER BY a.round_id, a.item_id, a.correct, c.total"""
+assert ROUND_MARKS.template.endswith(_MARKS_FROM)
+
+ROUND_MARKS_ALL = Query(
+    "round_marks_all", "题目质量分析：作答矩阵（范围含全部作答时）",
+    "As `round_marks`, with the marks read from the answer table instead of report_answer: each "
+    "complete member-round's answers by the answer (member_id, round_id, item_id) unique index "
+    "(CROSS JOIN: SQLite joins in the order written), so only the complete members' answers "
+    "are read — not every answer of the analysed rounds, copied and then matched to them "
+    "(SQLite built an index on that copy: 113 → 66 ms for a 党委's round, 948 → 616 ms for 12 "
+    "rounds; PostgreSQL about the same either way).",
+    ROUND_MARKS.template.replace(_MARKS_FROM, """
+SELECT a.round_id, a.item_id, CASE WHEN a.correct THEN 1 ELSE 0 END AS mark, c.total, COUNT(*) AS members
+FROM complete c CROSS JOIN answer a
+WHERE a.member_id = c.member_id AND a.round_id = c.round_id AND NOT a.late
+  AND a.item_id NOT IN (SELECT id FROM bankitem WHERE status = 'retired')
+GROUP BY a.round_id, a.item_id, CASE WHEN a.correct THEN 1 ELSE 0 END, c.total
+ORDER BY 1, 2, 3, 4"""),
 )
 
 ALL: tuple[Query, ...] = (SUMMARY, ITEMS, OPTIONS, TOPICS, WEEKS, UNITS, MEMBER_SCORES, BY_ATTRIBUTE, ROUNDS,
