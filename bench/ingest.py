@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import math
 import random
 import statistics
@@ -64,6 +65,7 @@ from bot.core.commands import SubmitAnswer
 from bot.core.push import send_round
 from bot.core.results import AnswerResult
 from bot.core.service import Sender
+from bot.runtime import settle_heap
 from bot.storage.models import Answer, RoundItem
 
 TARGET = 500.0
@@ -136,6 +138,25 @@ async def baseline(fake: FakeProcess, settings, *, window: int, n: int, timeout:
         finally:
             await application.updater.stop()
             await application.stop()
+
+
+@contextmanager
+def collections_counted() -> Iterator[list[float]]:
+    """[collections, CPU s] of Python's cyclic garbage collector inside the block."""
+    spent, started = [0.0, 0.0], [0.0]
+
+    def on_gc(phase: str, _info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.process_time()
+        else:
+            spent[0] += 1
+            spent[1] += time.process_time() - started[0]
+
+    gc.callbacks.append(on_gc)
+    try:
+        yield spent
+    finally:
+        gc.callbacks.remove(on_gc)
 
 
 @contextmanager
@@ -214,8 +235,10 @@ async def one_backend(kind: str, url: str, args: argparse.Namespace) -> list[lis
 
             component = TelegramComponent(app)
             await component.start()
+            if not args.no_settle:
+                settle_heap()  # as `qingfeng run` does once started
             try:
-                with profiled(args.profile):
+                with profiled(args.profile), collections_counted() as collected:
                     loaded = await drive(fake, window=args.window, n=args.answers, offset=0, timeout=timeout)
                 if args.unloaded:
                     one = await drive(fake, window=1, n=args.unloaded, offset=args.answers, timeout=timeout)
@@ -225,7 +248,8 @@ async def one_backend(kind: str, url: str, args: argparse.Namespace) -> list[lis
             if stored != args.answers + args.unloaded:
                 raise RuntimeError(f"{stored} answers stored, {args.answers + args.unloaded} pressed")
             rows.append(row(kind, "bot, loaded", args.answers, args.window, loaded, base))
-            print(f"{kind} baseline: {base.calls}\n{kind} bot, loaded: {loaded.calls}")
+            print(f"{kind} baseline: {base.calls}\n{kind} bot, loaded: {loaded.calls}; garbage collector: "
+                  f"{collected[0]:.0f} runs, {1000 * collected[1] / args.answers:.2f} ms CPU per answer")
             if args.unloaded:
                 rows.append(row(kind, "bot, unloaded", args.unloaded, 1, one, base))
 
@@ -264,6 +288,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--items", type=int, default=5, help="items per member")
     p.add_argument("--baseline-answers", type=int, default=2000, help="presses in the bare-PTB baseline")
     p.add_argument("--core-answers", type=int, default=2000, help="answers in the core-only run")
+    p.add_argument("--no-settle", action="store_true", help="leave the garbage collector as Python sets it "
+                   "(`qingfeng run` freezes the start-up heap and raises the thresholds: bot.runtime.settle_heap)")
     p.add_argument("--quick", action="store_true", help="500 answers, 50 unloaded")
     p.add_argument("--timeout", type=float, default=0, help="seconds one run may take (0: by size)")
     p.add_argument("--profile", type=Path, help="cProfile the loaded run into this file")

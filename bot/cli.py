@@ -399,7 +399,7 @@ def run() -> None:
 
     s = settings()
     _logging(s)
-    asyncio.run(serve(s))
+    asyncio.run(serve(s, settle=True))
 
 
 @dev_app.command("seed")

@@ -6,7 +6,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import json
+import os
 import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -29,6 +33,7 @@ from bot.storage.models import Delivery, JobClaim
 from bot.web import Readiness, build_web_app
 from tests.conftest import make_settings
 from tests.factories import build_org, open_test_round
+from tests.ops.cli import PYCACHE, ROOT
 
 
 def free_port() -> int:
@@ -223,3 +228,39 @@ async def test_scheduler_lag_is_read_from_claims(app, clock):
 async def test_probes_do_not_need_authentication_but_reject_other_methods(sqlite_app, path):
     async with serving(build_web_app(sqlite_app.db)) as client:
         assert (await client.post(path)).status_code == 405
+
+
+def test_qingfeng_run_settles_its_heap_once_started(sqlite_url):
+    """`qingfeng run` serves with `settle=True`: once started, what start-up made is frozen out
+    of the garbage collector's way and its first threshold raised (bot.runtime.settle_heap);
+    `serve` without it (tests, embedding) leaves the process's collector alone. A fresh
+    interpreter shows it, as the collector's state is the process's."""
+    code = f"""
+import asyncio, gc, json
+from bot.runtime import GC_THRESHOLDS, serve
+from tests.conftest import make_settings
+from tests.ops.test_web import free_port
+
+async def run(settle):
+    settings = make_settings({sqlite_url!r}, http_port=free_port())
+    stop, ready = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(serve(settings, stop=stop, ready=ready, settle=settle))
+    await asyncio.wait_for(ready.wait(), 60)
+    state = [gc.get_freeze_count(), list(gc.get_threshold())]
+    stop.set()
+    await task
+    return state
+
+defaults = list(gc.get_threshold())
+plain = asyncio.run(run(False))
+settled = asyncio.run(run(True))
+print(json.dumps({{"defaults": defaults, "plain": plain, "settled": settled, "thresholds": list(GC_THRESHOLDS)}}))
+"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QINGFENG_")}
+    env.update({"PYTHONPATH": str(ROOT), "PYTHONPYCACHEPREFIX": str(PYCACHE)})
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=180, check=True).stdout
+    state = json.loads(out.strip().splitlines()[-1])
+    assert state["plain"] == [0, state["defaults"]]  # untouched
+    frozen, thresholds = state["settled"]
+    assert frozen > 10_000 and thresholds == state["thresholds"]
