@@ -45,6 +45,7 @@ from bench.world import (
 from bot.channels.telegram import TelegramMessenger, build_application
 from bot.channels.telegram.render import invite_messages
 from bot.core.push import build_invite, send_round
+from bot.runtime import settle_heap
 
 TARGET_RATE = 1000.0
 TARGET_LIMITED_RATIO = 1.05
@@ -96,6 +97,7 @@ async def unlimited(kind: str, url: str, args: argparse.Namespace) -> list[list[
             base_rate = base_members * len(form) / base_wall
             print(f"{kind}: baseline {base_rate:.0f} messages/s; pushing to {args.members} members", flush=True)
 
+            settle_heap()  # as `qingfeng run` does once started (its scheduler pushes the rounds)
             before, fake_cpu = fake.call("counts"), fake.call("cpu")
             with profiled(args.profile), measured() as span:
                 async with TelegramMessenger(build_application(settings).bot, app.db, settings) as messenger:
