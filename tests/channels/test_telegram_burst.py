@@ -64,18 +64,24 @@ def most_confirmed_unanswered(fake: FakeTelegram, update_ids: list[int]) -> int:
     return worst
 
 
+async def run_bot_until_answered(app: App, settings: Settings, fake: FakeTelegram, answered: int, what: str) -> None:
+    """Start the bot, wait until `answered` presses are answered and every update is confirmed,
+    stop it."""
+    component = TelegramComponent(with_settings(app, settings))
+    await component.start()
+    try:
+        await fake.wait_for(lambda: len(fake.calls("answerCallbackQuery", ok=None)) >= answered, timeout=120,
+                            what=what)
+        await fake.wait_for(lambda: fake.pending_updates() == 0, what="the offset to be confirmed")
+    finally:
+        await component.stop()
+
+
 async def test_500_answer_burst_through_get_updates_recorded_exactly_once(sqlite_app):
     app = sqlite_app
     with FakeTelegram(poll_cap=0.2) as fake:
         settings, chosen, update_ids = await pending_burst(app, fake)
-        component = TelegramComponent(with_settings(app, settings))
-        await component.start()
-        try:
-            await fake.wait_for(lambda: len(fake.calls("answerCallbackQuery", ok=None)) >= 500, timeout=120,
-                                what="500 answered button presses")
-            await fake.wait_for(lambda: fake.pending_updates() == 0, what="the offset to be confirmed")
-        finally:
-            await component.stop()
+        await run_bot_until_answered(app, settings, fake, 500, "500 answered button presses")
 
         async with app.db.session() as s:
             rows = (await s.exec(select(Answer.member_id, Answer.item_id, Answer.choice, Answer.channel))).all()
@@ -106,14 +112,7 @@ async def test_a_stop_mid_burst_leaves_the_rest_with_telegram_and_a_restart_take
         assert answered_before_restart < 500
         assert fake.pending_updates() >= 500 - answered_before_restart - MAX_UPDATES_IN_FLIGHT > 0
 
-        second = TelegramComponent(with_settings(app, settings))
-        await second.start()
-        try:
-            await fake.wait_for(lambda: len(fake.calls("answerCallbackQuery", ok=None)) >= 500, timeout=120,
-                                what="the other presses answered after the restart")
-            await fake.wait_for(lambda: fake.pending_updates() == 0, what="the offset to be confirmed")
-        finally:
-            await second.stop()
+        await run_bot_until_answered(app, settings, fake, 500, "the other presses answered after the restart")
 
         async with app.db.session() as s:
             rows = (await s.exec(select(Answer.member_id, Answer.item_id, Answer.choice))).all()
