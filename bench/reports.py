@@ -223,7 +223,7 @@ async def one_backend(kind: str, url: str, args: argparse.Namespace) -> tuple[li
                 with QueryTimer(app.db.engine.sync_engine, app.db.dialect) as timer:
                     async with app.db.session() as session:
                         await fn(session)
-                print(f"    by query: {timer.top()}", flush=True)
+                print(f"    by query: {timer.top(12)}", flush=True)
         return rows, seeded
     finally:
         await app.db.dispose()

@@ -224,17 +224,40 @@ ORDER BY it.topic""",
 WEEKS = Query(
     "weeks", "分周趋势",
     "One row per local calendar week (Monday) in which rounds reached the scope. pushed_people = "
-    "distinct members pushed that week.",
-    """SELECT w.week, COUNT(DISTINCT CASE WHEN mr.pushed = 1 THEN mr.round_id END) AS rounds,
-       SUM(mr.pushed) AS pushed, """ + _RESPONDED.replace("answers", "mr.answers") + """ AS responded,
-       SUM(mr.answers) AS answers, SUM(mr.correct) AS correct,
-       COUNT(DISTINCT CASE WHEN mr.answers > 0 THEN mr.member_id END) AS people,
-       COUNT(DISTINCT CASE WHEN mr.pushed = 1 THEN mr.member_id END) AS pushed_people
-FROM report_member_round mr
-JOIN (SELECT id AS round_id, {week} AS week FROM round
-      WHERE id IN (SELECT round_id FROM report_member_round)) w ON w.round_id = mr.round_id
+    "distinct members pushed that week. The member-rounds are summed per round first: a member "
+    "has one row per round, so in a week with one round the people are the responded "
+    "member-rounds and the pushed people the deliveries. Only weeks with several rounds count "
+    "their distinct members from the member-rounds (`shared_people`; the EXISTS skips the scan "
+    "when there is none): counting them for every week sorted a 党委's 500,000 member-rounds over "
+    "50 weeks (SQLite 680 ms; now 230).",
+    """WITH week_rounds AS MATERIALIZED (
+    SELECT id AS round_id, {week} AS week FROM round
+    WHERE id IN (SELECT round_id FROM report_member_round)
+),
+shared AS MATERIALIZED (
+    SELECT week FROM week_rounds GROUP BY week HAVING COUNT(*) > 1
+),
+per_round AS (
+    SELECT round_id, SUM(pushed) AS pushed, """ + _RESPONDED + """ AS responded,
+           SUM(answers) AS answers, SUM(correct) AS correct
+    FROM report_member_round GROUP BY round_id
+),
+shared_people AS (
+    SELECT w.week, COUNT(DISTINCT CASE WHEN mr.answers > 0 THEN mr.member_id END) AS people,
+           COUNT(DISTINCT CASE WHEN mr.pushed = 1 THEN mr.member_id END) AS pushed_people
+    FROM report_member_round mr JOIN week_rounds w ON w.round_id = mr.round_id
+    WHERE EXISTS (SELECT 1 FROM shared) AND w.week IN (SELECT week FROM shared)
+    GROUP BY w.week
+)
+SELECT w.week, SUM(CASE WHEN p.pushed > 0 THEN 1 ELSE 0 END) AS rounds, SUM(p.pushed) AS pushed,
+       SUM(p.responded) AS responded, SUM(p.answers) AS answers, SUM(p.correct) AS correct,
+       COALESCE(MAX(s.people), SUM(p.responded)) AS people,
+       COALESCE(MAX(s.pushed_people), SUM(p.pushed)) AS pushed_people
+FROM per_round p
+JOIN week_rounds w ON w.round_id = p.round_id
+LEFT JOIN shared_people s ON s.week = w.week
 GROUP BY w.week
-HAVING SUM(mr.pushed) > 0
+HAVING SUM(p.pushed) > 0
 ORDER BY w.week""",
 )
 

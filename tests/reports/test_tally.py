@@ -247,3 +247,55 @@ async def test_previous_and_siblings_read_the_tally_as_the_working_set_sums_it(a
     # 党委, round 2: b2 answered only t-judge-001, retired since: no valid answer, not one of the
     # people (a0–a5 answered t-judge-002); a0 and a1's t-judge-001 answers are taken off.
     assert seen[1] == (6, 3, 6)
+
+
+# What `weeks` computes, as it was first written: every figure counted from the member-rounds.
+_WEEKS_DEFINITION = """SELECT w.week, COUNT(DISTINCT CASE WHEN mr.pushed = 1 THEN mr.round_id END) AS rounds,
+       SUM(mr.pushed), SUM(CASE WHEN mr.answers > 0 THEN 1 ELSE 0 END), SUM(mr.answers), SUM(mr.correct),
+       COUNT(DISTINCT CASE WHEN mr.answers > 0 THEN mr.member_id END),
+       COUNT(DISTINCT CASE WHEN mr.pushed = 1 THEN mr.member_id END)
+FROM report_member_round mr
+JOIN (SELECT id AS round_id, {week} AS week FROM round
+      WHERE id IN (SELECT round_id FROM report_member_round)) w ON w.round_id = mr.round_id
+GROUP BY w.week
+HAVING SUM(mr.pushed) > 0
+ORDER BY w.week"""
+
+
+def _week_row(row) -> tuple:  # type: ignore[no-untyped-def]
+    return (str(row[0]), *(int(v) for v in row[1:]))
+
+
+async def test_weeks_counts_distinct_people_only_in_weeks_with_several_rounds(app):
+    """`weeks` sums per round and counts distinct members only where a week holds several rounds:
+    it must equal the plain per-week COUNT(DISTINCT) over the member-rounds — with two overlapping
+    rounds in one week (a member answering both, one answering only the second, one pushed in both
+    who never answers), a week with one round, and a round that reached only part of the scope."""
+    root = await b.org(app, "机关党委")
+    branch = await b.org(app, "机关党委/甲支部")
+    a = await b.members(app, branch, 4, key="wa")
+    bb = await b.members(app, await b.org(app, "机关党委/乙支部"), 3, key="wb")
+    monday = app.service.clock().astimezone(TZ).replace(hour=9, minute=0, second=0, microsecond=0)
+    monday -= timedelta(days=monday.weekday())
+    first = await b.open_round(app, root, ITEMS, at=monday)
+    second = await b.open_round(app, root, ["t-judge-002"], at=monday + timedelta(days=2))
+    branch_only = await b.open_round(app, branch, ["t-single-001"], at=monday + timedelta(days=7))
+    await b.answers(app, first, [(m, item, k % 2 == 0) for k, m in enumerate(a[:3] + bb[:1]) for item in ITEMS])
+    await b.answers(app, second, [(m, "t-judge-002", True) for m in a[:1] + a[3:] + bb[1:2]])
+    await b.answers(app, branch_only, [(m, "t-single-001", m != a[1]) for m in a[:2]])
+    period = Period(monday - timedelta(days=1), monday + timedelta(days=14), "本期")
+    async with app.db.session() as s:
+        reference = _WEEKS_DEFINITION.format(week=queries.render(queries.WEEKS, app.db.dialect).split(
+            "SELECT id AS round_id, ")[1].split(" AS week")[0])
+        for org in (root, branch):
+            scope = Scope(org, period, TZ)
+            await fill_working_set(s, scope, answers=False)
+            weeks = [_week_row(r) for r in await run(s, queries.WEEKS, scope)]
+            expected = [_week_row(r) for r in (await s.exec(text(reference), params=scope.params())).all()]
+            assert weeks == expected
+            if org is root:
+                # Week 1: two rounds to 7 members; a0–a2, b0 answered the first, a0, a3, b1 the
+                # second → 6 distinct people (a0 in both), 7 pushed people (b2 never answered); right: a0, a2
+                # (3 each) and the 3 second-round answers.
+                assert [w[1:] for w in weeks] == [(2, 14, 7, 15, 9, 6, 7), (1, 4, 2, 2, 1, 2, 4)]
+        await drop_working_set(s)
