@@ -143,6 +143,29 @@ WHERE t.member_id = mu.member_id AND t.round_id IN (SELECT round_id FROM period_
     sqlite_key="member_id, round_id",
 )
 
+# Member-rounds with a valid answer count as responded (有效).
+_RESPONDED = "SUM(CASE WHEN answers > 0 THEN 1 ELSE 0 END)"
+
+ROUND_TOTALS = WorkTable(
+    "report_round",
+    "round_id INTEGER NOT NULL, pushed INTEGER NOT NULL, returned INTEGER NOT NULL,\n"
+    "    responded INTEGER NOT NULL, answers INTEGER NOT NULL, correct INTEGER NOT NULL,\n"
+    "    late INTEGER NOT NULL, retired INTEGER NOT NULL",
+    Query(
+        "fill_round_totals", "工作集：各轮合计",
+        "The member-rounds summed per round, once: responded = member-rounds with a valid answer. "
+        "The summary's sums, the weeks, the rounds given an item analysis and `coverage` read "
+        "these few rows instead of each grouping the member-rounds again (a 党委's 50 rounds are "
+        "500,000 of them).",
+        """INSERT INTO report_round (round_id, pushed, returned, responded, answers, correct, late, retired)
+SELECT round_id, SUM(pushed), SUM(returned), """ + _RESPONDED + """, SUM(answers),
+       SUM(correct), SUM(late), SUM(retired)
+FROM report_member_round
+GROUP BY round_id""",
+    ),
+    sqlite_key="round_id",
+)
+
 ANSWERS = WorkTable(
     "report_answer",
     "member_id INTEGER NOT NULL, round_id INTEGER NOT NULL, item_id VARCHAR(64) NOT NULL,\n"
@@ -163,28 +186,27 @@ WHERE a.round_id IN (SELECT round_id FROM period_rounds)
     ),
 )
 
-# Answered member-rounds with a valid answer count as responded (有效); member totals of them.
-_RESPONDED = "SUM(CASE WHEN answers > 0 THEN 1 ELSE 0 END)"
-_PEOPLE = "COUNT(DISTINCT CASE WHEN answers > 0 THEN member_id END)"
 
 SUMMARY = Query(
     "summary", "作答情况与总体正确率",
     "One row. members = active members in the scope now; pushed = deliveries; returned = "
     "member-rounds with any answer (回收); responded = member-rounds with a valid answer (有效); "
-    "people = distinct members with a valid answer; late and retired answers are counted apart "
-    "and excluded from valid_answers.",
+    "people = distinct members with a valid answer (members whose valid answers sum above zero); "
+    "late and retired answers are counted apart and excluded from valid_answers. The sums come "
+    "from report_round.",
     """SELECT
     (SELECT COUNT(*) FROM member m
      WHERE m.org_id IN (SELECT id FROM organization WHERE path LIKE :scope) AND m.active) AS members,
     COALESCE(SUM(pushed), 0) AS pushed,
     COALESCE(SUM(returned), 0) AS returned,
-    COALESCE(""" + _RESPONDED + """, 0) AS responded,
-    """ + _PEOPLE + """ AS people,
+    COALESCE(SUM(responded), 0) AS responded,
+    (SELECT COUNT(*) FROM (SELECT member_id FROM report_member_round
+                           GROUP BY member_id HAVING SUM(answers) > 0) p) AS people,
     COALESCE(SUM(answers), 0) AS valid_answers,
     COALESCE(SUM(correct), 0) AS correct_answers,
     COALESCE(SUM(late), 0) AS late_answers,
     COALESCE(SUM(retired), 0) AS retired_answers
-FROM report_member_round""",
+FROM report_round""",
 )
 
 ITEMS = Query(
@@ -224,23 +246,18 @@ ORDER BY it.topic""",
 WEEKS = Query(
     "weeks", "分周趋势",
     "One row per local calendar week (Monday) in which rounds reached the scope. pushed_people = "
-    "distinct members pushed that week. The member-rounds are summed per round first: a member "
-    "has one row per round, so in a week with one round the people are the responded "
+    "distinct members pushed that week. The rounds' totals (report_round) are summed per week: "
+    "a member has one member-round per round, so in a week with one round the people are the responded "
     "member-rounds and the pushed people the deliveries. Only weeks with several rounds count "
     "their distinct members from the member-rounds (`shared_people`; the EXISTS skips the scan "
     "when there is none): counting them for every week sorted a 党委's 500,000 member-rounds over "
     "50 weeks (SQLite 680 ms; now 230).",
     """WITH week_rounds AS MATERIALIZED (
     SELECT id AS round_id, {week} AS week FROM round
-    WHERE id IN (SELECT round_id FROM report_member_round)
+    WHERE id IN (SELECT round_id FROM report_round)
 ),
 shared AS MATERIALIZED (
     SELECT week FROM week_rounds GROUP BY week HAVING COUNT(*) > 1
-),
-per_round AS (
-    SELECT round_id, SUM(pushed) AS pushed, """ + _RESPONDED + """ AS responded,
-           SUM(answers) AS answers, SUM(correct) AS correct
-    FROM report_member_round GROUP BY round_id
 ),
 shared_people AS (
     SELECT w.week, COUNT(DISTINCT CASE WHEN mr.answers > 0 THEN mr.member_id END) AS people,
@@ -253,7 +270,7 @@ SELECT w.week, SUM(CASE WHEN p.pushed > 0 THEN 1 ELSE 0 END) AS rounds, SUM(p.pu
        SUM(p.responded) AS responded, SUM(p.answers) AS answers, SUM(p.correct) AS correct,
        COALESCE(MAX(s.people), SUM(p.responded)) AS people,
        COALESCE(MAX(s.pushed_people), SUM(p.pushed)) AS pushed_people
-FROM per_round p
+FROM report_round p
 JOIN week_rounds w ON w.round_id = p.round_id
 LEFT JOIN shared_people s ON s.week = w.week
 GROUP BY w.week
@@ -356,7 +373,7 @@ ORDER BY 1, 2""",
 # members): the rounds given an item analysis.
 _ANALYSED = """analysed AS (
     SELECT p.round_id, p.pushed
-    FROM (SELECT round_id, SUM(pushed) AS pushed FROM report_member_round GROUP BY round_id) p
+    FROM report_round p
     JOIN round r ON r.id = p.round_id
     WHERE p.pushed > 0
     ORDER BY r.opens_at DESC, r.id DESC
@@ -521,17 +538,17 @@ GROUP BY t.round_id, t.item_id, t.choice""",
     ),
 )
 
-WORKING_SET: tuple[WorkTable, ...] = (MEMBER_ROUNDS, ANSWERS, ITEM_COUNTS)
+WORKING_SET: tuple[WorkTable, ...] = (MEMBER_ROUNDS, ROUND_TOTALS, ANSWERS, ITEM_COUNTS)
 
 COVERAGE = Query(
     "coverage", "（是否可用题目计数表）",
-    "Run after filling report_member_round. scope = the scope's on-time answers in the period's "
-    "rounds (valid + retired, from the member-rounds); everyone = all on-time answers of those "
+    "Run after filling report_member_round and report_round. scope = the scope's on-time answers "
+    "in the period's rounds (valid + retired, from the rounds' totals); everyone = all on-time answers of those "
     "rounds (the item tally). The scope's answers are a subset of all, so equal counts mean the "
     "same answers: then report_item_count is filled from the item tally instead of "
     "report_answer, and items, options and topics run as the *_all queries below. Otherwise (a "
     "branch, a 党总支, or a member who left the tree with answers) the working-set queries run.",
-    _with(_PERIOD_ROUNDS) + """SELECT (SELECT COALESCE(SUM(answers + retired), 0) FROM report_member_round) AS scope,
+    _with(_PERIOD_ROUNDS) + """SELECT (SELECT COALESCE(SUM(answers + retired), 0) FROM report_round) AS scope,
        (SELECT COALESCE(SUM(answers), 0) FROM itemtally
         WHERE round_id IN (SELECT round_id FROM period_rounds)) AS everyone""",
 )
@@ -716,12 +733,12 @@ def markdown() -> str:
         "",
     ]
     out += ["## The working set", "",
-            "On PostgreSQL one statement drops all three tables (`DROP TABLE IF EXISTS "
+            "On PostgreSQL one statement drops all its tables (`DROP TABLE IF EXISTS "
             + ", ".join(f"pg_temp.{w.name}" for w in WORKING_SET) + ";`, a round trip",
             "each otherwise), and the tables filled are analysed together after the last fill (e.g.",
-            "`ANALYZE report_member_round, report_answer;`): temporary tables get no statistics",
+            "`ANALYZE report_member_round, report_round, report_answer;`): temporary tables get no statistics",
             "otherwise, and the planner's guesses for them (13 rows for 300,000) chose nested loops",
-            "that took a minute. `coverage` runs between the fills; it only sums report_member_round.", ""]
+            "that took a minute. `coverage` runs between the fills; it only sums report_round.", ""]
     for w in WORKING_SET:
         drop, create = w.ddl("sqlite")
         out += [f"### `{w.name}` — {w.fill.title}", "", w.fill.notes, "", "```sql", drop + ";", create + ";",

@@ -131,8 +131,9 @@ async def fill_working_set(session: AsyncSession, scope: Scope, *, answers: bool
         await session.exec(stmt, params=params)  # type: ignore[call-overload]
         filled.append(table.name)
     if dialect == "postgresql":
-        # Temporary tables get no statistics unless asked. Once for both: nothing in between
-        # joins report_member_round (`coverage` only sums it; the second fill reads other tables).
+        # Temporary tables get no statistics unless asked. Once for all: nothing in between
+        # joins report_member_round (report_round groups it, `coverage` sums report_round, the
+        # last fill reads other tables).
         await session.exec(text("ANALYZE " + ", ".join(filled)))  # type: ignore[call-overload]
 
 
