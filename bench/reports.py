@@ -46,6 +46,7 @@ from bench.world import backend_arg, backends, measured, profiled, settings_for
 from bot.app import App, start_app
 from bot.dev.seed import seed
 from bot.reports import queries
+from bot.reports.fold import fold_finished_rounds
 from bot.reports.period import parse_period, round_period
 from bot.reports.report import _rounds, full_report
 from bot.reports.stats import Scope, fill_working_set, latest_round_period
@@ -159,7 +160,9 @@ async def one_backend(kind: str, url: str, args: argparse.Namespace) -> tuple[li
         async with app.db.session() as session:
             already = (await session.exec(text("SELECT count(*) FROM answer"))).one()[0]  # type: ignore[call-overload]
         if already:
-            seeded = f"{kind}: reused a database seeded earlier ({already} answers)"
+            # As the scheduler's tick would have (a database seeded before the topic reach existed).
+            folded = await fold_finished_rounds(app.db, datetime.now(UTC))
+            seeded = f"{kind}: reused a database seeded earlier ({already} answers; {folded} rounds folded now)"
         else:
             with measured() as span:
                 report = await seed(app.db, members=args.members, answers=args.answers, branches=args.branches,

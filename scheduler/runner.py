@@ -4,10 +4,12 @@ wakes us up; the database decides what runs and who sends.
 - `Runner` is the logic, driven by any clock: `run_due(now)` claims and runs every occurrence
   that is due (claims make repeats and replicas harmless; an occurrence missed while down runs
   once if it is at most QINGFENG_PUSH_GRACE_HOURS late, else it is skipped with a log line), and
-  `sweep(now)` sends whatever rows are pending (new rounds, work a crashed process left behind).
+  `sweep(now)` sends whatever rows are pending (new rounds, work a crashed process left behind);
+  `tick(now)` does both and then folds finished rounds into the reports' topic reach.
 - `SchedulerComponent` wires it to APScheduler: a tick every QINGFENG_SCHEDULER_TICK_SECONDS
-  re-reads the schedules (so a change takes effect without restart) and resumes sends; a
-  DateTrigger job per upcoming due time fires it on the minute; a heartbeat renews our lease.
+  re-reads the schedules (so a change takes effect without restart), resumes sends and folds
+  finished rounds for reports; a DateTrigger job per upcoming due time fires it on the minute; a
+  heartbeat renews our lease.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from starlette.routing import BaseRoute
 from bot.app import App
 from bot.channels.base import Messenger
 from bot.core.push import MAX_ATTEMPTS, PushStats, new_owner_id, send_notifications, send_round
+from bot.reports.fold import fold_finished_rounds
 from bot.storage.models import Delivery, DeliveryStatus, JobClaim, Notification, Round
 from scheduler import instances
 from scheduler.jobs import JobContext, builder, claim_and_run
@@ -52,6 +55,11 @@ class DueReport:
     ran: list[Occurrence] = field(default_factory=list)
     stale: list[Occurrence] = field(default_factory=list)
     upcoming: list[Occurrence] = field(default_factory=list)
+
+
+# Finished rounds folded per tick: a backlog (an upgrade, a long stop) is worked off over several
+# ticks, so that no tick holds the database or delays a shutdown for long.
+FOLDS_PER_TICK = 5
 
 
 class Runner:
@@ -196,7 +204,17 @@ class Runner:
     async def tick(self, now: datetime | None = None) -> DueReport:
         report = await self.run_due(now)
         await self.sweep(now)
+        await self.fold_reports(now)
         return report
+
+    async def fold_reports(self, now: datetime | None = None) -> int:
+        """Fold the rounds that finished into the reports' topic reach (bot/reports/reach.py).
+        A failure only leaves reports reading the answers; it is retried next tick."""
+        try:
+            return await fold_finished_rounds(self.db, now or self.clock(), limit=FOLDS_PER_TICK)
+        except Exception:
+            log.exception("folding finished rounds for reports failed")
+            return 0
 
 
 def _add(total: PushStats, stats: PushStats) -> None:
@@ -238,16 +256,18 @@ class SchedulerComponent:
         if task is not None:
             self._ticks.add(task)  # `stop` lets a running tick finish instead of cancelling it
         try:
-            report = await self.runner.run_due()
-        except Exception:
-            log.exception("scheduler tick failed")
-            return
+            try:
+                report = await self.runner.run_due()
+            except Exception:
+                log.exception("scheduler tick failed")
+                return
+            if self.runner.stopping:  # finished during shutdown: no new sweep
+                return
+            self.kick_sweep()
+            self._sync_wakeups(report.upcoming)
+            await self.runner.fold_reports()  # the sends are under way; `stop` waits for this too
         finally:
             self._ticks.discard(task)  # type: ignore[arg-type]
-        if self.runner.stopping:  # finished during shutdown: no new sweep
-            return
-        self.kick_sweep()
-        self._sync_wakeups(report.upcoming)
 
     def kick_sweep(self) -> None:
         """Sweep in the background (a fan-out may take a while); one sweep at a time."""

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import insert, select
 
+from bot.reports.fold import fold_finished_rounds
 from bot.reports.tally import recount
 from bot.storage.db import Database
 from bot.storage.models import (
@@ -138,6 +139,7 @@ async def seed(db: Database, *, members: int, answers: int, branches: int = 300,
         say(f"第 {r + 1}/{rounds} 轮：累计作答 {written_answers}")
     async with db.engine.begin() as conn:  # bulk-loaded answers: rebuild the reports' answer tally
         await recount(conn)
+    await fold_finished_rounds(db, datetime.now(UTC))  # as the scheduler's tick would
     if db.dialect == "postgresql":  # explicit ids above: move the sequences past them
         async with db.engine.begin() as conn:
             for table in ("organization", "member", "round"):

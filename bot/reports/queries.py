@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.reports import tally
+from bot.reports import fold, tally
 
 # Members of the scope (found by organisation, then by the member.org_id index) and rounds of
 # the period: the two id lists the working set is cut from.
@@ -581,17 +581,20 @@ GROUP BY item_id, choice
 ORDER BY item_id, choice""",
 )
 
+# Items, answers and right answers per topic, from the item tally's counts (report_item_count).
+_TOPIC_COUNTS = """counted AS (
+    SELECT it.topic, COUNT(DISTINCT v.item_id) AS items, SUM(v.answers) AS answers, SUM(v.correct) AS correct
+    FROM report_item_count v CROSS JOIN itemtopic it
+    WHERE it.item_id = v.item_id
+    GROUP BY it.topic
+)"""
+
 TOPICS_ALL = Query(
     "topics_all", "各主题正确率（范围含全部作答时）",
     "As `topics`: items, answers and correct from report_item_count. people = distinct members "
     "with a valid answer to one of the topic's items, which no sum of counts gives, so it is "
     "still counted from the answers of the period's rounds.",
-    _with(_PERIOD_ROUNDS) + """, counted AS (
-    SELECT it.topic, COUNT(DISTINCT v.item_id) AS items, SUM(v.answers) AS answers, SUM(v.correct) AS correct
-    FROM report_item_count v CROSS JOIN itemtopic it
-    WHERE it.item_id = v.item_id
-    GROUP BY it.topic
-),
+    _with(_PERIOD_ROUNDS) + """, """ + _TOPIC_COUNTS + """,
 people AS (
     SELECT it.topic, COUNT(DISTINCT a.member_id) AS people
     FROM answer a CROSS JOIN itemtopic it
@@ -599,6 +602,44 @@ people AS (
       AND a.item_id NOT IN (SELECT id FROM bankitem WHERE status = 'retired')
       AND it.item_id = a.item_id
     GROUP BY it.topic
+)
+SELECT c.topic, c.items, c.answers, c.correct, p.people
+FROM counted c JOIN people p ON p.topic = c.topic
+ORDER BY c.topic""",
+)
+
+TOPICS_REACHED = Query(
+    "topics_reached", "各主题正确率（范围含全部作答、主题覆盖已折叠时）",
+    "As `topics_all`, with people taken from the topic reach (`topicreach`, docs below): a member "
+    "reached a topic in a period that runs to the present when the latest folded round in which "
+    "they answered it opened inside the period; the rounds not folded yet (`fresh_rounds`, the "
+    "open ones) are read from the answers, and their members already counted by the reach are "
+    "not counted twice. Used when the scope holds every answer (`coverage`), the period has "
+    "several rounds and reaches the present, and the reach was folded with the item-topic links "
+    "and retired items there are now; otherwise `topics_all` runs. A 党委's 50 rounds: the "
+    "reach's 100,000-odd rows instead of a million answers.",
+    _with(_PERIOD_ROUNDS) + """, fresh_rounds AS (
+    SELECT round_id FROM period_rounds WHERE round_id NOT IN (SELECT round_id FROM foldedround)
+),
+""" + _TOPIC_COUNTS + """,
+fresh AS (
+    SELECT DISTINCT it.topic, a.member_id
+    FROM answer a CROSS JOIN itemtopic it
+    WHERE a.round_id IN (SELECT round_id FROM fresh_rounds) AND NOT a.late
+      AND a.item_id NOT IN (SELECT id FROM bankitem WHERE status = 'retired')
+      AND it.item_id = a.item_id
+),
+people AS (
+    SELECT topic, SUM(n) AS people
+    FROM (
+        SELECT topic, COUNT(*) AS n FROM topicreach WHERE last_opens_at >= :start GROUP BY topic
+        UNION ALL
+        SELECT f.topic, COUNT(*) FROM fresh f
+        WHERE NOT EXISTS (SELECT 1 FROM topicreach r
+                          WHERE r.topic = f.topic AND r.member_id = f.member_id AND r.last_opens_at >= :start)
+        GROUP BY f.topic
+    ) x
+    GROUP BY topic
 )
 SELECT c.topic, c.items, c.answers, c.correct, p.people
 FROM counted c JOIN people p ON p.topic = c.topic
@@ -633,9 +674,34 @@ GROUP BY a.round_id, a.item_id, CASE WHEN a.correct THEN 1 ELSE 0 END, c.total
 ORDER BY 1, 2, 3, 4"""),
 )
 
+_UNFOLDED = """,
+unfolded AS (
+    SELECT round_id FROM analysed WHERE round_id NOT IN (SELECT round_id FROM foldedround)
+)"""
+_ROUND_SIZE_OF_ANALYSED = "WHERE ri.round_id IN (SELECT round_id FROM analysed) AND bi.status <> 'retired'"
+assert ROUND_MARKS_ALL.template.count(_ROUND_SIZE_OF_ANALYSED) == 1
+assert ROUND_MARKS_ALL.template.count(_ANALYSED) == 1 and ROUND_MARKS_ALL.template.endswith("ORDER BY 1, 2, 3, 4")
+
+ROUND_MARKS_FOLDED = Query(
+    "round_marks_folded", "题目质量分析：作答矩阵（范围含全部作答、轮次已折叠时）",
+    "As `round_marks_all`, with the rounds already folded read from `roundmarks` (their rows over "
+    "every member, which are the scope's when it holds every answer) and only the others "
+    "(`unfolded`: open rounds) computed from the answers. Used when the scope holds every answer "
+    "(`coverage`), the period has several rounds and the folds were made with the item-topic "
+    "links and retired items there are now.",
+    ROUND_MARKS_ALL.template
+    .replace(_ANALYSED, _ANALYSED + _UNFOLDED)
+    .replace(_ROUND_SIZE_OF_ANALYSED, _ROUND_SIZE_OF_ANALYSED.replace("FROM analysed", "FROM unfolded"))
+    .removesuffix("ORDER BY 1, 2, 3, 4")
+    + """UNION ALL
+SELECT round_id, item_id, mark, total, members FROM roundmarks
+WHERE round_id IN (SELECT round_id FROM analysed)
+ORDER BY 1, 2, 3, 4""",
+)
+
 ALL: tuple[Query, ...] = (SUMMARY, ITEMS, OPTIONS, TOPICS, WEEKS, UNITS, MEMBER_SCORES, BY_ATTRIBUTE, ROUNDS,
                           ROUND_MARKS, NONRESPONDERS, SIBLINGS, PREVIOUS, COVERAGE, ITEMS_ALL, OPTIONS_ALL, TOPICS_ALL,
-                          ROUND_MARKS_ALL)
+                          TOPICS_REACHED, ROUND_MARKS_ALL, ROUND_MARKS_FOLDED)
 
 _WEEK = {
     # Monday of the local week: SQLite has no named zones, so a fixed offset is bound.
@@ -729,6 +795,33 @@ def markdown() -> str:
         "",
         "```sql",
         tally.MISMATCHES,
+        "```",
+        "",
+    ]
+    out += [
+        "## Folded rounds (`topicreach`, `roundmarks`)",
+        "",
+        "A finished round's on-time answers never change (after its deadline every answer is late),",
+        "so `bot.reports.fold.fold_finished_rounds` folds each finished round once — a few per",
+        "scheduler tick, one transaction per round, and at the end of `dev seed` — into two small",
+        "tables, listing it in `foldedround`:",
+        "",
+        "- `topicreach`: per topic and member, the opening time of the latest folded round in which",
+        "  the member answered the topic validly. For a period that reaches the present, a member",
+        "  reached a topic in it exactly when that time is inside it (`topics_reached`).",
+        "- `roundmarks`: the round's item-analysis input (`round_marks`' rows) over every member,",
+        "  which is the scope's when the scope holds every answer (`round_marks_folded`).",
+        "",
+        "They are made with the item-topic links and retired items of their time; the fingerprint",
+        "of those (sha256, `keyvalue` key `reports.folded_rounds`) is stored with them. A report",
+        "uses them only while it matches (and is made again without them if it changes while the",
+        "report runs), and the next fold starts over. One round's folds (PostgreSQL writes `GREATEST`",
+        "for `MAX`):",
+        "",
+        "```sql",
+        fold.reach_statement("sqlite") + ";",
+        "",
+        fold.MARKS_FOLD + ";",
         "```",
         "",
     ]

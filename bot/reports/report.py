@@ -18,7 +18,7 @@ from sqlalchemy import or_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.reports import queries
+from bot.reports import fold, queries
 from bot.reports.analysis import (
     chi_square,
     correlation,
@@ -44,6 +44,7 @@ from bot.reports.period import Period, previous_period
 from bot.reports.stats import (
     Scope,
     as_date,
+    covers_all,
     drop_working_set,
     fill_working_set,
     item_stats,
@@ -62,12 +63,15 @@ MAX_ROUNDS_ANALYSED = 12  # item analysis of the latest rounds only; older ones 
 
 async def full_report(
     session: AsyncSession, *, org: Organization, period: Period, min_group: int, tz: ZoneInfo,
-    topic_names: dict[str, str] | None = None, now: datetime | None = None,
+    topic_names: dict[str, str] | None = None, now: datetime | None = None, use_folds: bool = True,
 ) -> FullReport:
+    """`use_folds`: take what finished rounds folded once (bot/reports/fold.py) where it applies."""
     now = now or datetime.now(UTC)
     scope = Scope(org, period, tz)
     rnd = await session.get(Round, period.round_id) if period.round_id is not None else None
     await fill_working_set(session, scope)  # every section reads it (docs/reports-sql.md)
+    # Folded rounds serve a scope holding every answer over several rounds (a 党委's long period).
+    folds = use_folds and period.round_id is None and covers_all(session) and await fold.trusted(session)
     row = await summary_row(session, scope)
     withheld = row.people < min_group
     # The scope's ancestors (names, the named-list switch, the parent) and whether it has children,
@@ -92,17 +96,20 @@ async def full_report(
         sections = dict(
             items=await item_stats(session, scope, min_group=min_group),
             ci=wilson(row.correct_answers, row.valid_answers),
-            topics=await _topics(session, scope, min_group, topic_names or {}),
+            topics=await _topics(session, scope, min_group, topic_names or {}, reach=folds and period.end > now),
             weeks=await _weeks(session, scope, min_group),
             units=await _units(session, scope, min_group, scores) if has_children else None,
             attributes=await _attributes(session, scope, min_group),
             correlations=_correlations(scores, min_group, scope.params()["year"]),
-            rounds=await _rounds(session, scope, min_group),
+            rounds=await _rounds(session, scope, min_group, folded=folds),
         )
         # The sibling rank and the previous period read the answer tally themselves.
         parent = family.get(org.parent_id) if org.parent_id is not None else None
         sections["sibling_rank"] = await _sibling_rank(session, org, parent, period, tz, min_group)
     previous = await _previous(session, org, period, rnd, tz, min_group, now)
+    if folds and not await fold.trusted(session):  # links or retired items changed meanwhile
+        return await full_report(session, org=org, period=period, min_group=min_group, tz=tz,
+                                 topic_names=topic_names, now=now, use_folds=False)
     await drop_working_set(session)
     return FullReport(
         org_id=org.id, org_name=org.name, period_label=period.label, members=row.members,  # type: ignore[arg-type]
@@ -135,8 +142,10 @@ async def _previous(session: AsyncSession, org: Organization, period: Period, rn
     return Previous(label, int(valid), int(correct), int(people) < min_group)
 
 
-async def _topics(session: AsyncSession, scope: Scope, min_group: int, names: dict[str, str]) -> list[Share]:
-    rows = await run(session, queries.TOPICS, scope)
+async def _topics(session: AsyncSession, scope: Scope, min_group: int, names: dict[str, str], *,
+                  reach: bool) -> list[Share]:
+    """`reach`: people from the folded topic reach (a period reaching the present; fold.py)."""
+    rows = await run(session, queries.TOPICS_REACHED if reach else queries.TOPICS, scope)
     # Items with several topics make this no strict partition; treat it as one to be safe.
     hidden = withheld_keys({r[0]: int(r[4]) for r in rows}, min_group, partition=True)
     shares = [_share(names.get(topic, topic), int(people), int(answers), int(correct), topic in hidden, topic)
@@ -338,13 +347,14 @@ def _correlation_table(x: str, y: str, n_x: int, n_y: int, xs: list[float], ys: 
     return CorrelationTable(x, y, n_x, n_y, res, sentence=sentence)
 
 
-async def _rounds(session: AsyncSession, scope: Scope, min_group: int) -> list[RoundAnalysis]:
+async def _rounds(session: AsyncSession, scope: Scope, min_group: int, *, folded: bool = False) -> list[RoundAnalysis]:
+    """`folded`: finished rounds' marks from their folds (fold.py)."""
     rows = await run(session, queries.ROUNDS, scope, max_rounds=MAX_ROUNDS_ANALYSED)
     if not rows:
         return []
     cells: dict[int, dict[str, list[tuple[int, int, int]]]] = defaultdict(lambda: defaultdict(list))
-    for round_id, item_id, mark, total, members in await run(session, queries.ROUND_MARKS, scope,
-                                                             max_rounds=MAX_ROUNDS_ANALYSED):
+    marks = queries.ROUND_MARKS_FOLDED if folded else queries.ROUND_MARKS
+    for round_id, item_id, mark, total, members in await run(session, marks, scope, max_rounds=MAX_ROUNDS_ANALYSED):
         cells[int(round_id)][item_id].append((int(mark), int(total), int(members)))
     order: dict[int, list[tuple[str, str]]] = defaultdict(list)
     for round_id, item_id, stem in (await session.exec(

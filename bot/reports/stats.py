@@ -81,6 +81,11 @@ _FROM_TALLY = {queries.ITEMS: queries.ITEMS_ALL, queries.OPTIONS: queries.OPTION
                queries.TOPICS: queries.TOPICS_ALL, queries.ROUND_MARKS: queries.ROUND_MARKS_ALL}
 
 
+def covers_all(session: AsyncSession) -> bool:
+    """Did `coverage` find that this session's working set holds every on-time answer of its rounds?"""
+    return bool(session.info.get(_COVERS_ALL))
+
+
 async def run(session: AsyncSession, query: queries.Query, scope: Scope, **extra: Any) -> list[Any]:
     """Execute one documented query with the scope's parameters (only those it names); a
     per-item query reads the item tally instead when the working set says it covers all."""

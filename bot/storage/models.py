@@ -382,9 +382,45 @@ class ItemTally(SQLModel, table=True):
     answers: int = 0
     correct: int = 0
 
+
+
+class TopicReach(SQLModel, table=True):
+    """Per topic and member, the opening time of the latest folded (finished) round in which the
+    member gave a valid answer on the topic: a long period's distinct people per topic without
+    reading every answer. Made by `bot.reports.fold`, trusted only while the item-topic links and
+    retired items it was made with are unchanged."""
+
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    topic: str = Field(primary_key=True, max_length=40)
+    member_id: int = Field(foreign_key="member.id", primary_key=True)
+    last_opens_at: datetime = _ts()
+
+
+class RoundMarks(SQLModel, table=True):
+    """A folded (finished) round's item-analysis input over every member (the `round_marks`
+    query's rows): per item, mark (1/0) and total mark of members who answered every current
+    item on time, how many members. Made by `bot.reports.fold`, like `TopicReach`."""
+
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    round_id: int = Field(foreign_key="round.id", primary_key=True)
+    item_id: str = Field(max_length=64, primary_key=True)
+    mark: int = Field(primary_key=True)
+    total: int = Field(primary_key=True)
+    members: int
+
+
+class FoldedRound(SQLModel, table=True):
+    """The finished rounds already folded into `TopicReach` and `RoundMarks`."""
+
+    round_id: int = Field(foreign_key="round.id", primary_key=True)
+    folded_at: datetime = _ts(default=True)
+
 __all__ = [
     "Answer", "AnswerTally", "AuditLog", "BankItem", "CaseDelivery", "CaseStudy", "ChannelIdentity",
-    "Delivery", "DeliveryStatus", "InboundMessage", "InviteCode", "ItemStatus", "ItemTally", "ItemTopic", "JobClaim",
+    "Delivery", "DeliveryStatus", "FoldedRound", "InboundMessage", "InviteCode", "ItemStatus", "ItemTally", "ItemTopic",
+    "JobClaim",
     "KeyValue", "Member", "Notification", "Organization", "ReviewCard", "Role", "Round", "RoundItem",
-    "SQLModel", "Schedule", "UTCDateTime", "utcnow",
+    "RoundMarks", "SQLModel", "Schedule", "TopicReach", "UTCDateTime", "utcnow",
 ]

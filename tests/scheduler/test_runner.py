@@ -11,7 +11,7 @@ from sqlmodel import col, func, select
 
 from bot.app import start_app
 from bot.core.commands import SubmitAnswer
-from bot.storage.models import ChannelIdentity, Delivery, DeliveryStatus, JobClaim
+from bot.storage.models import ChannelIdentity, Delivery, DeliveryStatus, FoldedRound, JobClaim
 from scheduler.runner import Runner
 from tests.conftest import make_settings
 from tests.factories import build_org
@@ -309,3 +309,23 @@ async def test_inherited_switch_off_and_branch_override(app, clock, webhook):
     assert {d.member_id for d in await deliveries(app, rnd.id)} == {
         tree.admin.id, tree.secretaries[1].id, *(m.id for m in tree.members[b2.id])}
     assert [o.kind for o in report.ran] == ["reminder"]  # the round's organisation (the root) still reminds
+
+
+async def test_the_tick_folds_finished_rounds_into_the_reports_topic_reach(app, clock, webhook):
+    """A round's answers go into the topic reach once its deadline has passed, on the next tick."""
+    tree = await build_org(app, platform="webhook", per_branch=2)
+    await schedule(app, tree.root, "weekly_round", {"day_of_week": "mon", "time": "09:00"})
+    clock.now = sh(2026, 11, 23, 9, 0)
+    async with webhook_messengers(app, webhook) as messengers:
+        runner = Runner(app, messengers)
+        await runner.tick()
+        (rnd,) = await rounds(app)
+        assert not await _folded(app)  # still open
+        clock.now = rnd.deadline + timedelta(minutes=1)
+        await runner.tick()
+    assert rnd.id in await _folded(app)
+
+
+async def _folded(app) -> list[int]:  # type: ignore[no-untyped-def]
+    async with app.db.session() as s:
+        return list((await s.exec(select(FoldedRound.round_id))).all())

@@ -1,0 +1,135 @@
+"""Finished rounds folded once into what long reports need (`TopicReach`, `RoundMarks`).
+
+A finished round's on-time answers never change — after its deadline every answer is late — so
+what a report derives from them alone can be computed once per round instead of in every report:
+
+- *topic reach*: per topic and member, the opening time of the latest folded round in which the
+  member gave a valid answer on the topic. A topic's people (distinct members across its items
+  and rounds), which no per-round count gives, read a million answers for a 党委's 50 rounds;
+  for a period that reaches the present, a member reached a topic in it exactly when that time
+  is inside it (`queries.TOPICS_REACHED`; open rounds are read from the answers as before);
+- *round marks*: the item analysis' input of the round (`queries.ROUND_MARKS`' rows for every
+  member), which for a scope holding every answer is the scope's (`queries.ROUND_MARKS_FOLDED`).
+
+Both are right only for the item-topic links and retired items they were made with, so their
+fingerprint is stored beside them: a report run while it differs reads the answers (and one that
+sees it change while it runs is made again without the folds), and the next fold starts over.
+`foldedround` lists the rounds folded. Folding runs on the scheduler's tick (`Runner.tick`, a few
+rounds per tick, one transaction per round so that answers keep flowing) and at the end of
+`qingfeng dev seed`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+
+from sqlalchemy import bindparam, delete, select, text
+from sqlmodel import col
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.storage.bulk import Executor, as_connection
+from bot.storage.db import Database
+from bot.storage.models import FoldedRound, KeyValue, RoundMarks, TopicReach, UTCDateTime
+
+FINGERPRINT_KEY = "reports.folded_rounds"
+
+# One finished round (:round_id) into the topic reach; GREATEST / MAX keeps the later round.
+REACH_FOLD = """INSERT INTO topicreach (topic, member_id, last_opens_at)
+SELECT it.topic, a.member_id, MAX(r.opens_at)
+FROM answer a
+JOIN round r ON r.id = a.round_id
+CROSS JOIN itemtopic it
+WHERE a.round_id = :round_id AND NOT a.late AND it.item_id = a.item_id
+  AND a.item_id NOT IN (SELECT id FROM bankitem WHERE status = 'retired')
+GROUP BY it.topic, a.member_id
+ON CONFLICT (topic, member_id) DO UPDATE
+SET last_opens_at = {greatest}(topicreach.last_opens_at, excluded.last_opens_at)"""
+
+# One finished round's item-analysis input, as `round_marks` computes it, over every member:
+# members with a valid answer to each current item of the round, their marks and totals.
+MARKS_FOLD = """WITH valid AS MATERIALIZED (
+    SELECT a.member_id, a.item_id, CASE WHEN a.correct THEN 1 ELSE 0 END AS mark
+    FROM answer a
+    WHERE a.round_id = :round_id AND NOT a.late
+      AND a.item_id NOT IN (SELECT id FROM bankitem WHERE status = 'retired')
+),
+complete AS MATERIALIZED (
+    SELECT member_id, SUM(mark) AS total
+    FROM valid
+    GROUP BY member_id
+    HAVING COUNT(*) = (SELECT COUNT(*) FROM rounditem ri JOIN bankitem bi ON bi.id = ri.item_id
+                       WHERE ri.round_id = :round_id AND bi.status <> 'retired')
+)
+INSERT INTO roundmarks (round_id, item_id, mark, total, members)
+SELECT CAST(:round_id AS INTEGER), v.item_id, v.mark, c.total, COUNT(*)
+FROM valid v JOIN complete c ON c.member_id = v.member_id
+GROUP BY v.item_id, v.mark, c.total"""
+
+_GREATEST = {"sqlite": "MAX", "postgresql": "GREATEST"}
+
+# Finished rounds not folded yet, oldest first.
+_TO_FOLD = text("""SELECT r.id FROM round r
+WHERE r.deadline <= :now AND r.id NOT IN (SELECT round_id FROM foldedround)
+ORDER BY r.opens_at, r.id""").bindparams(bindparam("now", type_=UTCDateTime()))
+
+_LINKS = text("SELECT item_id, topic FROM itemtopic ORDER BY item_id, topic")
+_RETIRED = text("SELECT id FROM bankitem WHERE status = 'retired' ORDER BY id")
+_STORED = select(col(KeyValue.value)).where(col(KeyValue.key) == FINGERPRINT_KEY)
+
+
+def reach_statement(dialect: str) -> str:
+    return REACH_FOLD.format(greatest=_GREATEST["postgresql" if dialect.startswith("postgres") else "sqlite"])
+
+
+async def fingerprint(executor: Executor) -> str:
+    """What the folds depend on besides the answers: the item-topic links and the retired items."""
+    conn = await as_connection(executor)
+    digest = hashlib.sha256()
+    for item_id, topic in (await conn.execute(_LINKS)).all():
+        digest.update(f"{item_id}\t{topic}\n".encode())
+    digest.update(b"retired\n")
+    for (item_id,) in (await conn.execute(_RETIRED)).all():
+        digest.update(f"{item_id}\n".encode())
+    return digest.hexdigest()
+
+
+async def stored_fingerprint(executor: Executor) -> str | None:
+    """The fingerprint the folds were made with (None: never folded)."""
+    value = (await (await as_connection(executor)).execute(_STORED)).scalar()
+    return value.get("fingerprint") if value else None
+
+
+async def trusted(session: AsyncSession) -> bool:
+    """Were the folded rounds made with the links and retired items there are now?"""
+    stored = await stored_fingerprint(session)
+    return stored is not None and stored == await fingerprint(session)
+
+
+async def fold_finished_rounds(db: Database, now: datetime, *, limit: int | None = None) -> int:
+    """Fold the rounds whose deadline has passed and that are not folded yet, oldest first (at
+    most `limit`); how many were. Starts over when the links or retired items changed since."""
+    async with db.session() as session:
+        current = await fingerprint(session)
+        if await stored_fingerprint(session) != current:
+            for table in (TopicReach, RoundMarks, FoldedRound):
+                await session.exec(delete(table))  # type: ignore[call-overload]
+            await session.merge(KeyValue(key=FINGERPRINT_KEY, value={"fingerprint": current}))
+            await session.commit()
+        todo = [rid for (rid,) in (await session.exec(_TO_FOLD, params={"now": now})).all()][:limit]  # type: ignore[call-overload]
+    reach, marks = text(reach_statement(db.dialect)), text(MARKS_FOLD)
+    folded = 0
+    for round_id in todo:
+        async with db.session() as session:
+            conn = await session.connection(
+                execution_options={"isolation_level": "REPEATABLE READ"} if db.dialect == "postgresql" else {})
+            # The links and items the folds read are the ones the stored fingerprint names (one
+            # snapshot): if they changed meanwhile, stop; the next fold starts over.
+            if await fingerprint(conn) != current:
+                return folded
+            await conn.execute(reach, {"round_id": round_id})
+            await conn.execute(marks, {"round_id": round_id})
+            session.add(FoldedRound(round_id=round_id, folded_at=now))
+            await session.commit()
+        folded += 1
+    return folded
