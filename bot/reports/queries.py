@@ -166,6 +166,27 @@ GROUP BY round_id""",
     sqlite_key="round_id",
 )
 
+MEMBER_TOTALS = WorkTable(
+    "report_member",
+    "member_id INTEGER NOT NULL, unit_id INTEGER NOT NULL, pushed INTEGER NOT NULL,\n"
+    "    responded INTEGER NOT NULL, answers INTEGER NOT NULL, correct INTEGER NOT NULL,\n"
+    "    missed INTEGER NOT NULL",
+    Query(
+        "fill_member_totals", "工作集：成员合计",
+        "The member-rounds summed per member, once (SQLite reads them in member order): rounds "
+        "pushed, responded (with a valid answer) and missed (pushed, no valid answer), valid "
+        "answers and how many were right; unit_id is the member's unit (one per member). The "
+        "units, the member scores, the attribute breakdowns, the summary's people and the "
+        "nonresponders read these rows instead of each grouping the member-rounds again.",
+        """INSERT INTO report_member (member_id, unit_id, pushed, responded, answers, correct, missed)
+SELECT member_id, MIN(unit_id), SUM(pushed), """ + _RESPONDED + """, SUM(answers), SUM(correct),
+       SUM(CASE WHEN pushed = 1 AND answers = 0 THEN 1 ELSE 0 END)
+FROM report_member_round
+GROUP BY member_id""",
+    ),
+    sqlite_key="member_id",
+)
+
 ANSWERS = WorkTable(
     "report_answer",
     "member_id INTEGER NOT NULL, round_id INTEGER NOT NULL, item_id VARCHAR(64) NOT NULL,\n"
@@ -191,17 +212,15 @@ SUMMARY = Query(
     "summary", "作答情况与总体正确率",
     "One row. members = active members in the scope now; pushed = deliveries; returned = "
     "member-rounds with any answer (回收); responded = member-rounds with a valid answer (有效); "
-    "people = distinct members with a valid answer (members whose valid answers sum above zero); "
-    "late and retired answers are counted apart and excluded from valid_answers. The sums come "
-    "from report_round.",
+    "people = distinct members with a valid answer; late and retired answers are counted apart "
+    "and excluded from valid_answers. The sums come from report_round, people from report_member.",
     """SELECT
     (SELECT COUNT(*) FROM member m
      WHERE m.org_id IN (SELECT id FROM organization WHERE path LIKE :scope) AND m.active) AS members,
     COALESCE(SUM(pushed), 0) AS pushed,
     COALESCE(SUM(returned), 0) AS returned,
     COALESCE(SUM(responded), 0) AS responded,
-    (SELECT COUNT(*) FROM (SELECT member_id FROM report_member_round
-                           GROUP BY member_id HAVING SUM(answers) > 0) p) AS people,
+    (SELECT COUNT(*) FROM report_member WHERE answers > 0) AS people,
     COALESCE(SUM(answers), 0) AS valid_answers,
     COALESCE(SUM(correct), 0) AS correct_answers,
     COALESCE(SUM(late), 0) AS late_answers,
@@ -282,15 +301,10 @@ UNITS = Query(
     "units", "下级组织对比",
     "One row per child organisation (its whole subtree) plus one for members attached directly "
     "to the scope organisation. For a branch's rank among its siblings, fill the working set "
-    "with the parent as the scope (its member-rounds only) and run this. The member-rounds are "
-    "summed per member first (SQLite reads them in member order; a member is in one unit), so "
-    "people and pushed people are counted members instead of COUNT(DISTINCT) over every "
-    "member-round (a 党委's 50 rounds: 255 → 110 ms on SQLite).",
-    _with(_UNITS) + """, per_member AS (
-    SELECT member_id, MIN(unit_id) AS unit_id, SUM(pushed) AS pushed, """ + _RESPONDED + """ AS responded,
-           SUM(answers) AS answers, SUM(correct) AS correct
-    FROM report_member_round GROUP BY member_id
-)
+    "with the parent as the scope (its member-rounds only) and run this. Summed from the members' "
+    "totals (report_member), so people and pushed people are counted members, not COUNT(DISTINCT) "
+    "over every member-round (a 党委's 50 rounds: 255 ms on SQLite).",
+    _with(_UNITS) + """
 SELECT u.unit_id, u.unit_name, COALESCE(a.pushed, 0) AS pushed,
        COALESCE(a.responded, 0) AS responded, COALESCE(a.answers, 0) AS answers,
        COALESCE(a.correct, 0) AS correct, COALESCE(a.people, 0) AS people,
@@ -300,7 +314,7 @@ LEFT JOIN (
     SELECT unit_id, SUM(pushed) AS pushed, SUM(responded) AS responded, SUM(answers) AS answers,
            SUM(correct) AS correct, SUM(CASE WHEN answers > 0 THEN 1 ELSE 0 END) AS people,
            SUM(CASE WHEN pushed > 0 THEN 1 ELSE 0 END) AS pushed_people
-    FROM per_member GROUP BY unit_id
+    FROM report_member GROUP BY unit_id
 ) a ON a.unit_id = u.unit_id
 ORDER BY u.unit_id""",
 )
@@ -322,11 +336,9 @@ MEMBER_SCORES = Query(
        {json_agg}(s.answers) AS answers, {json_agg}(s.correct) AS correct
 FROM (
     SELECT p.member_id, p.unit_id, m.rank_level, m.joined_party_year, p.answers, p.correct
-    FROM (
-        SELECT member_id, MIN(unit_id) AS unit_id, SUM(answers) AS answers, SUM(correct) AS correct
-        FROM report_member_round GROUP BY member_id HAVING SUM(pushed) > 0
-    ) p
+    FROM report_member p
     JOIN member m ON m.id = p.member_id
+    WHERE p.pushed > 0
     ORDER BY p.member_id
 ) s""",
 )
@@ -340,8 +352,7 @@ BY_ATTRIBUTE = Query(
     "member.tags (a member with two tags counts in both; members without tags are not in it). "
     "NULL = not recorded.",
     """WITH scores AS (
-    SELECT member_id, SUM(answers) AS answers, SUM(correct) AS correct
-    FROM report_member_round GROUP BY member_id HAVING SUM(answers) > 0
+    SELECT member_id, answers, correct FROM report_member WHERE answers > 0
 ),
 scored AS (
     SELECT s.answers, s.correct, m.rank_level, m.position, m.tags,
@@ -426,12 +437,11 @@ NONRESPONDERS = Query(
     "nonresponders", "未作答名单（仅在组织开启后）",
     "Members pushed in the period and the rounds they left without a valid answer. Run only "
     "when the organisation (or an ancestor) has named_nonresponders switched on.",
-    """SELECT m.id AS member_id, m.name, o.name AS org_name, COUNT(*) AS missed
-FROM report_member_round mr
-JOIN member m ON m.id = mr.member_id
+    """SELECT m.id AS member_id, m.name, o.name AS org_name, rm.missed
+FROM report_member rm
+JOIN member m ON m.id = rm.member_id
 JOIN organization o ON o.id = m.org_id
-WHERE mr.pushed = 1 AND mr.answers = 0
-GROUP BY m.id, m.name, o.name
+WHERE rm.missed > 0
 ORDER BY o.name, m.name""",
 )
 
@@ -538,7 +548,7 @@ GROUP BY t.round_id, t.item_id, t.choice""",
     ),
 )
 
-WORKING_SET: tuple[WorkTable, ...] = (MEMBER_ROUNDS, ROUND_TOTALS, ANSWERS, ITEM_COUNTS)
+WORKING_SET: tuple[WorkTable, ...] = (MEMBER_ROUNDS, ROUND_TOTALS, MEMBER_TOTALS, ANSWERS, ITEM_COUNTS)
 
 COVERAGE = Query(
     "coverage", "（是否可用题目计数表）",
@@ -829,8 +839,8 @@ def markdown() -> str:
             "On PostgreSQL one statement drops all its tables (`DROP TABLE IF EXISTS "
             + ", ".join(f"pg_temp.{w.name}" for w in WORKING_SET) + ";`, a round trip",
             "each otherwise), and the tables filled are analysed together after the last fill (e.g.",
-            "`ANALYZE report_member_round, report_round, report_answer;`): temporary tables get no statistics",
-            "otherwise, and the planner's guesses for them (13 rows for 300,000) chose nested loops",
+            "`ANALYZE report_member_round, report_round, report_member, report_answer;`): temporary tables get",
+            "no statistics otherwise, and the planner's guesses for them (13 rows for 300,000) chose nested loops",
             "that took a minute. `coverage` runs between the fills; it only sums report_round.", ""]
     for w in WORKING_SET:
         drop, create = w.ddl("sqlite")

@@ -137,8 +137,8 @@ async def fill_working_set(session: AsyncSession, scope: Scope, *, answers: bool
         filled.append(table.name)
     if dialect == "postgresql":
         # Temporary tables get no statistics unless asked. Once for all: nothing in between
-        # joins report_member_round (report_round groups it, `coverage` sums report_round, the
-        # last fill reads other tables).
+        # joins report_member_round (report_round and report_member group it, `coverage` sums
+        # report_round, the last fill reads other tables).
         await session.exec(text("ANALYZE " + ", ".join(filled)))  # type: ignore[call-overload]
 
 
