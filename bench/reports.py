@@ -160,7 +160,7 @@ async def one_backend(kind: str, url: str, args: argparse.Namespace) -> tuple[li
         async with app.db.session() as session:
             already = (await session.exec(text("SELECT count(*) FROM answer"))).one()[0]  # type: ignore[call-overload]
         if already:
-            # As the scheduler's tick would have (a database seeded before the topic reach existed).
+            # As the scheduler's tick would have (a database seeded before rounds were folded).
             folded = await fold_finished_rounds(app.db, datetime.now(UTC))
             seeded = f"{kind}: reused a database seeded earlier ({already} answers; {folded} rounds folded now)"
         else:

@@ -5,7 +5,7 @@ wakes us up; the database decides what runs and who sends.
   that is due (claims make repeats and replicas harmless; an occurrence missed while down runs
   once if it is at most QINGFENG_PUSH_GRACE_HOURS late, else it is skipped with a log line), and
   `sweep(now)` sends whatever rows are pending (new rounds, work a crashed process left behind);
-  `tick(now)` does both and then folds finished rounds into the reports' topic reach.
+  `tick(now)` does both and then folds finished rounds for reports (bot/reports/fold.py).
 - `SchedulerComponent` wires it to APScheduler: a tick every QINGFENG_SCHEDULER_TICK_SECONDS
   re-reads the schedules (so a change takes effect without restart), resumes sends and folds
   finished rounds for reports; a DateTrigger job per upcoming due time fires it on the minute; a
@@ -208,7 +208,7 @@ class Runner:
         return report
 
     async def fold_reports(self, now: datetime | None = None) -> int:
-        """Fold the rounds that finished into the reports' topic reach (bot/reports/reach.py).
+        """Fold the rounds that finished for reports (bot/reports/fold.py).
         A failure only leaves reports reading the answers; it is retried next tick."""
         try:
             return await fold_finished_rounds(self.db, now or self.clock(), limit=FOLDS_PER_TICK)

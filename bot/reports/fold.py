@@ -22,15 +22,19 @@ rounds per tick, one transaction per round so that answers keep flowing) and at 
 from __future__ import annotations
 
 import hashlib
+import logging
 from datetime import datetime
 
 from sqlalchemy import bindparam, delete, select, text
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.storage.bulk import Executor, as_connection
 from bot.storage.db import Database
 from bot.storage.models import FoldedRound, KeyValue, RoundMarks, TopicReach, UTCDateTime
+
+log = logging.getLogger(__name__)
 
 FINGERPRINT_KEY = "reports.folded_rounds"
 
@@ -72,6 +76,10 @@ _GREATEST = {"sqlite": "MAX", "postgresql": "GREATEST"}
 _TO_FOLD = text("""SELECT r.id FROM round r
 WHERE r.deadline <= :now AND r.id NOT IN (SELECT round_id FROM foldedround)
 ORDER BY r.opens_at, r.id""").bindparams(bindparam("now", type_=UTCDateTime()))
+
+# The round is claimed first: another process folding it too (replicas) then skips it.
+_CLAIM = text("""INSERT INTO foldedround (round_id, folded_at) VALUES (:round_id, :now)
+ON CONFLICT (round_id) DO NOTHING""").bindparams(bindparam("now", type_=UTCDateTime()))
 
 _LINKS = text("SELECT item_id, topic FROM itemtopic ORDER BY item_id, topic")
 _RETIRED = text("SELECT id FROM bankitem WHERE status = 'retired' ORDER BY id")
@@ -123,13 +131,29 @@ async def fold_finished_rounds(db: Database, now: datetime, *, limit: int | None
         async with db.session() as session:
             conn = await session.connection(
                 execution_options={"isolation_level": "REPEATABLE READ"} if db.dialect == "postgresql" else {})
-            # The links and items the folds read are the ones the stored fingerprint names (one
-            # snapshot): if they changed meanwhile, stop; the next fold starts over.
-            if await fingerprint(conn) != current:
+            try:
+                # The claim first: on SQLite a transaction that starts by writing waits for the
+                # lock, where one that read first fails if another process wrote meanwhile.
+                if (await conn.execute(_CLAIM, {"round_id": round_id, "now": now})).rowcount != 1:
+                    continue  # folded by another process meanwhile
+                # The links and items the folds read are the ones the stored fingerprint names
+                # (one snapshot): if they changed meanwhile, stop (rolled back); the next fold
+                # starts over.
+                if await fingerprint(conn) != current:
+                    return folded
+                await conn.execute(reach, {"round_id": round_id})
+                await conn.execute(marks, {"round_id": round_id})
+                await session.commit()
+            except (IntegrityError, DBAPIError) as error:
+                if not _concurrent(error):
+                    raise
+                log.info("round %s is being folded by another process", round_id)
                 return folded
-            await conn.execute(reach, {"round_id": round_id})
-            await conn.execute(marks, {"round_id": round_id})
-            session.add(FoldedRound(round_id=round_id, folded_at=now))
-            await session.commit()
         folded += 1
     return folded
+
+
+def _concurrent(error: DBAPIError) -> bool:
+    """Another process folding the same round: its claim (SQLite) or a serialization failure
+    (PostgreSQL's REPEATABLE READ)."""
+    return isinstance(error, IntegrityError) or getattr(error.orig, "sqlstate", None) == "40001"

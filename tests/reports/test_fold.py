@@ -6,6 +6,7 @@ are folded again; and the report made with the folds is the report made without 
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
@@ -16,6 +17,7 @@ from bot.reports.period import EPOCH, Period
 from bot.reports.report import full_report
 from bot.reports.stats import Scope, covers_all, drop_working_set, fill_working_set, run
 from bot.storage.bulk import insert_ignore
+from bot.storage.db import Database
 from bot.storage.models import ItemTopic
 from tests.reports import builders as b
 
@@ -110,3 +112,18 @@ async def test_folded_rounds_give_what_the_answers_give(app):
         with_folds = await full_report(s, org=root, period=everything, min_group=1, tz=TZ, now=now)
         without = await full_report(s, org=root, period=everything, min_group=1, tz=TZ, now=now, use_folds=False)
     assert with_folds == without and with_folds.rounds and with_folds.topics
+
+
+async def test_two_processes_folding_at_once_fold_each_round_once(app):
+    """Replicas tick at the same time: each finished round is folded by one of them, the other
+    skips it or stops, nothing fails, and the folds are what one process alone makes."""
+    await _world(app)
+    now = app.service.clock()
+    other = Database(app.db.url)
+    try:
+        done = await asyncio.gather(fold.fold_finished_rounds(app.db, now), fold.fold_finished_rounds(other, now))
+    finally:
+        await other.dispose()
+    assert sum(done) == 2 and await fold.fold_finished_rounds(app.db, now) == 0
+    topics, reached, marks, folded_marks, trusted = await _both_ways(app, Period(EPOCH, FAR, "全部"))
+    assert trusted and reached == topics and folded_marks == marks
