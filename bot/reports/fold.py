@@ -14,16 +14,16 @@ what a report derives from them alone can be computed once per round instead of 
 Both are right only for the item-topic links and retired items they were made with, so their
 fingerprint is stored beside them: a report run while it differs reads the answers (and one that
 sees it change while it runs is made again without the folds), and the next fold starts over.
-`foldedround` lists the rounds folded. Folding runs on the scheduler's tick (`Runner.tick`, a few
-rounds per tick, one transaction per round so that answers keep flowing) and at the end of
-`qingfeng dev seed`.
+`foldedround` lists the rounds folded, each `SETTLE` after its deadline. Folding runs on the
+scheduler's tick (`Runner.tick`, a few rounds per tick, one transaction per round so that answers
+keep flowing) and at the end of `qingfeng dev seed`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, delete, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -72,10 +72,14 @@ GROUP BY v.item_id, v.mark, c.total"""
 
 _GREATEST = {"sqlite": "MAX", "postgresql": "GREATEST"}
 
-# Finished rounds not folded yet, oldest first.
+# A round is folded this long after its deadline: an answer stamped on time by a process whose
+# clock runs a little behind (another replica) is still counted.
+SETTLE = timedelta(minutes=10)
+
+# Finished rounds not folded yet, oldest first (:before = now - SETTLE).
 _TO_FOLD = text("""SELECT r.id FROM round r
-WHERE r.deadline <= :now AND r.id NOT IN (SELECT round_id FROM foldedround)
-ORDER BY r.opens_at, r.id""").bindparams(bindparam("now", type_=UTCDateTime()))
+WHERE r.deadline < :before AND r.id NOT IN (SELECT round_id FROM foldedround)
+ORDER BY r.opens_at, r.id""").bindparams(bindparam("before", type_=UTCDateTime()))
 
 # The round is claimed first: another process folding it too (replicas) then skips it.
 _CLAIM = text("""INSERT INTO foldedround (round_id, folded_at) VALUES (:round_id, :now)
@@ -115,8 +119,9 @@ async def trusted(session: AsyncSession) -> bool:
 
 
 async def fold_finished_rounds(db: Database, now: datetime, *, limit: int | None = None) -> int:
-    """Fold the rounds whose deadline has passed and that are not folded yet, oldest first (at
-    most `limit`); how many were. Starts over when the links or retired items changed since."""
+    """Fold the rounds whose deadline passed (at least `SETTLE` ago) and that are not folded yet,
+    oldest first (at most `limit`); how many were. Starts over when the links or retired items
+    changed since."""
     async with db.session() as session:
         current = await fingerprint(session)
         if await stored_fingerprint(session) != current:
@@ -124,7 +129,8 @@ async def fold_finished_rounds(db: Database, now: datetime, *, limit: int | None
                 await session.exec(delete(table))  # type: ignore[call-overload]
             await session.merge(KeyValue(key=FINGERPRINT_KEY, value={"fingerprint": current}))
             await session.commit()
-        todo = [rid for (rid,) in (await session.exec(_TO_FOLD, params={"now": now})).all()][:limit]  # type: ignore[call-overload]
+        rows = await session.exec(_TO_FOLD, params={"before": now - SETTLE})  # type: ignore[call-overload]
+        todo = [rid for (rid,) in rows.all()][:limit]
     reach, marks = text(reach_statement(db.dialect)), text(MARKS_FOLD)
     folded = 0
     for round_id in todo:
