@@ -69,9 +69,11 @@ async def full_report(
     now = now or datetime.now(UTC)
     scope = Scope(org, period, tz)
     rnd = await session.get(Round, period.round_id) if period.round_id is not None else None
-    await fill_working_set(session, scope)  # every section reads it (docs/reports-sql.md)
-    # Folded rounds serve a scope holding every answer over several rounds (a 党委's long period).
-    folds = use_folds and period.round_id is None and covers_all(session) and await fold.trusted(session)
+    # Folded rounds serve a period of several rounds: its finished rounds' totals, and for a
+    # scope holding every answer (a 党委 over its tree) their topic reach and item analysis.
+    folded = use_folds and period.round_id is None and await fold.trusted(session)
+    await fill_working_set(session, scope, folded=folded)  # every section reads it (docs/reports-sql.md)
+    folds = folded and covers_all(session)
     row = await summary_row(session, scope)
     withheld = row.people < min_group
     # The scope's ancestors (names, the named-list switch, the parent) and whether it has children,
@@ -107,7 +109,7 @@ async def full_report(
         parent = family.get(org.parent_id) if org.parent_id is not None else None
         sections["sibling_rank"] = await _sibling_rank(session, org, parent, period, tz, min_group)
     previous = await _previous(session, org, period, rnd, tz, min_group, now)
-    if folds and not await fold.trusted(session):  # links or retired items changed meanwhile
+    if folded and not await fold.trusted(session):  # links, retired items or members changed meanwhile
         return await full_report(session, org=org, period=period, min_group=min_group, tz=tz,
                                  topic_names=topic_names, now=now, use_folds=False)
     await drop_working_set(session)

@@ -96,12 +96,16 @@ async def run(session: AsyncSession, query: queries.Query, scope: Scope, **extra
     return list(result.all())
 
 
-async def fill_working_set(session: AsyncSession, scope: Scope, *, answers: bool = True) -> None:
+async def fill_working_set(session: AsyncSession, scope: Scope, *, answers: bool = True,
+                           folded: bool = False) -> None:
     """The report's working set (docs/reports-sql.md): the scope's member-rounds of the period
     and, with `answers`, its valid answers (or, when `coverage` finds the scope holds every
     on-time answer of its rounds, the item tally's counts of them), as temporary tables that
     every report query reads. Filling again replaces them (without `answers`, the answers table is dropped, not left
-    behind for another scope). They live in this session's connection; `drop_working_set`."""
+    behind for another scope). They live in this session's connection; `drop_working_set`.
+
+    `folded`: sum the period's folded rounds from their folds (bot/reports/fold.py; the caller
+    checked `fold.trusted`) and read only the others from the tally."""
     dialect = session.bind.dialect.name if session.bind else "sqlite"
     if dialect == "postgresql":
         # For this transaction, in one round trip:
@@ -119,6 +123,8 @@ async def fill_working_set(session: AsyncSession, scope: Scope, *, answers: bool
         await session.exec(text(drop))  # type: ignore[call-overload]
     filled = []
     for table in queries.WORKING_SET:
+        if table is queries.FOLDED and not folded:
+            continue
         create = table.ddl(dialect)[1]
         if table is queries.ANSWERS:
             if not answers:
@@ -132,7 +138,8 @@ async def fill_working_set(session: AsyncSession, scope: Scope, *, answers: bool
         if table is queries.ITEM_COUNTS and not session.info[_COVERS_ALL]:
             continue
         await session.exec(text(create))  # type: ignore[call-overload]
-        stmt, params = _statement(session, table.fill, scope, {})
+        fill = table.folded_fill if folded and table.folded_fill else table.fill
+        stmt, params = _statement(session, fill, scope, {})
         await session.exec(stmt, params=params)  # type: ignore[call-overload]
         filled.append(table.name)
     if dialect == "postgresql":

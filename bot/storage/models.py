@@ -412,15 +412,55 @@ class RoundMarks(SQLModel, table=True):
 
 
 class FoldedRound(SQLModel, table=True):
-    """The finished rounds already folded into `TopicReach` and `RoundMarks`."""
+    """The finished rounds already folded into `TopicReach`, `RoundMarks`, `RoundOrgTotals` and
+    `MemberPrefix`, in the order they opened (bot/reports/fold.py)."""
 
     round_id: int = Field(foreign_key="round.id", primary_key=True)
     folded_at: datetime = _ts(default=True)
+
+
+class RoundOrgTotals(SQLModel, table=True):
+    """A folded round's member-rounds summed per organisation (the members' own, not its subtree):
+    deliveries, member-rounds with an on-time answer (`answered`) and with a valid one
+    (`responded`), valid answers and right ones, on-time answers to retired items. Late answers
+    may still come after the fold: reports read those from the answer tally. Made by
+    `bot.reports.fold`, trusted only while members stay in their organisations (a trigger voids
+    the folds when one moves) and the retired items are unchanged."""
+
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    round_id: int = Field(foreign_key="round.id", primary_key=True)
+    org_id: int = Field(foreign_key="organization.id", primary_key=True)
+    pushed: int
+    answered: int
+    responded: int
+    answers: int
+    correct: int
+    retired: int
+
+
+class MemberPrefix(SQLModel, table=True):
+    """Per member, running totals over the folded rounds in the order they opened: one row per
+    folded member-round, holding the sums up to and including that round (rounds pushed,
+    responded, valid answers, right ones, rounds missed). A period's totals of a member are the
+    difference of two rows, whatever its number of rounds. Made by `bot.reports.fold`."""
+
+    __table_args__ = (sa.Index("ix_memberprefix_member_opens", "member_id", "opens_at", "round_id"),
+                      {"sqlite_with_rowid": False})
+
+    member_id: int = Field(foreign_key="member.id", primary_key=True)
+    round_id: int = Field(foreign_key="round.id", primary_key=True)
+    opens_at: datetime = _ts()
+    pushed: int
+    responded: int
+    answers: int
+    correct: int
+    missed: int
 
 __all__ = [
     "Answer", "AnswerTally", "AuditLog", "BankItem", "CaseDelivery", "CaseStudy", "ChannelIdentity",
     "Delivery", "DeliveryStatus", "FoldedRound", "InboundMessage", "InviteCode", "ItemStatus", "ItemTally", "ItemTopic",
     "JobClaim",
-    "KeyValue", "Member", "Notification", "Organization", "ReviewCard", "Role", "Round", "RoundItem",
-    "RoundMarks", "SQLModel", "Schedule", "TopicReach", "UTCDateTime", "utcnow",
+    "KeyValue", "Member", "MemberPrefix", "Notification", "Organization", "ReviewCard", "Role", "Round", "RoundItem",
+    "RoundMarks", "RoundOrgTotals", "SQLModel", "Schedule", "TopicReach", "UTCDateTime", "utcnow",
 ]

@@ -33,16 +33,22 @@ async def _both_ways(app, period: Period) -> tuple[list, list, list, list, bool]
     """(topics from the answers, from the reach, round marks from the answers, from the folds,
     whether the folds are trusted)."""
     root = await b.org(app, "机关党委")
+    rounds = {"max_rounds": 12}
     async with app.db.session() as s:
         scope = Scope(root, period, TZ)
         await fill_working_set(s, scope)
         assert covers_all(s)
-        rounds = {"max_rounds": 12}
-        out = (_ints(await run(s, queries.TOPICS_ALL, scope)), _ints(await run(s, queries.TOPICS_REACHED, scope)),
-               _ints(await run(s, queries.ROUND_MARKS_ALL, scope, **rounds)),
-               _ints(await run(s, queries.ROUND_MARKS_FOLDED, scope, **rounds)), await fold.trusted(s))
+        plain = (_ints(await run(s, queries.TOPICS_ALL, scope)),
+                 _ints(await run(s, queries.ROUND_MARKS_ALL, scope, **rounds)))
+        trusted = await fold.trusted(s)
+        folded: tuple[list, list] = ([], [])
+        if trusted:
+            await fill_working_set(s, scope, folded=True)
+            assert covers_all(s)
+            folded = (_ints(await run(s, queries.TOPICS_REACHED, scope)),
+                      _ints(await run(s, queries.ROUND_MARKS_FOLDED, scope, **rounds)))
         await drop_working_set(s)
-    return out
+    return plain[0], folded[0], plain[1], folded[1], trusted
 
 
 async def _world(app):  # type: ignore[no-untyped-def]
