@@ -71,7 +71,8 @@ class QueryTimer:
     def __init__(self, engine: Any, dialect: str) -> None:
         self.engine = engine
         self.names: dict[str, str] = {}
-        for q in [*vars(queries).values(), *(w.fill for w in queries.WORKING_SET)]:
+        for q in [*vars(queries).values(), *(w.fill for w in queries.WORKING_SET),
+                  *(w.folded_fill for w in queries.WORKING_SET if w.folded_fill)]:
             if isinstance(q, queries.Query):
                 for single in (False, True):
                     self.names[_normal(queries.render(q, dialect, single_round=single))] = q.name
@@ -162,6 +163,10 @@ async def one_backend(kind: str, url: str, args: argparse.Namespace) -> tuple[li
         if already:
             # As the scheduler's tick would have (a database seeded before rounds were folded).
             folded = await fold_finished_rounds(app.db, datetime.now(UTC))
+            if folded and kind == "postgres":  # as autovacuum would (it is off on this server)
+                async with app.db.engine.connect() as conn:
+                    vacuum = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                    await vacuum.exec_driver_sql("VACUUM (ANALYZE)")
             seeded = f"{kind}: reused a database seeded earlier ({already} answers; {folded} rounds folded now)"
         else:
             with measured() as span:

@@ -41,11 +41,11 @@ async def members(app: App, where: Organization, n: int, *, key: str,
 
 
 async def open_round(app: App, where: Organization, items: Sequence[str], *, at: datetime | None = None,
-                     title: str = "") -> Round:
+                     title: str = "", days: float = 7) -> Round:
     opens = at or app.service.clock()
     async with app.db.session() as s:
         return await quiz.open_round(s, org=where, item_ids=list(items), opens_at=opens,
-                                     deadline=opens + timedelta(days=7), title=title)
+                                     deadline=opens + timedelta(days=days), title=title)
 
 
 async def answers(app: App, rnd: Round, rows: Sequence[tuple[int, str, bool]], *, late: bool = False,

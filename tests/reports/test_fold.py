@@ -133,3 +133,94 @@ async def test_two_processes_folding_at_once_fold_each_round_once(app):
     assert sum(done) == 2 and await fold.fold_finished_rounds(app.db, now) == 0
     topics, reached, marks, folded_marks, trusted = await _both_ways(app, Period(EPOCH, FAR, "全部"))
     assert trusted and reached == topics and folded_marks == marks
+
+
+async def _working_set(app, org, period: Period, *, folded: bool) -> tuple[list, list]:  # type: ignore[no-untyped-def]
+    """report_round and report_member as filled for `org` and `period`, with or without the folds."""
+    async with app.db.session() as s:
+        await fill_working_set(s, Scope(org, period, TZ), folded=folded)
+        rounds = _ints((await s.exec(text("SELECT * FROM report_round ORDER BY round_id"))).all())
+        members = _ints((await s.exec(text("SELECT * FROM report_member ORDER BY member_id"))).all())
+        await drop_working_set(s)
+    return rounds, members
+
+
+async def test_folded_totals_give_what_the_tally_gives(app):
+    """Per-round and per-member totals summed from the folds equal those summed from the tally,
+    for a 党委, a 党总支, a branch and a branch beside it, over periods that start and end between
+    rounds: with a long round that holds back the rounds opened after it, late answers before and
+    after the fold, a member who answered only late, a retired item and a member who moves."""
+    now = app.service.clock()
+    root = await b.org(app, "机关党委")
+    total = await b.org(app, "机关党委/一总支")
+    a1, a2 = await b.org(app, "机关党委/一总支/甲支部"), await b.org(app, "机关党委/一总支/乙支部")
+    other = await b.org(app, "机关党委/丙支部")
+    ma1, ma2 = await b.members(app, a1, 6, key="fa1"), await b.members(app, a2, 5, key="fa2")
+    mo, mr = await b.members(app, other, 5, key="fo"), await b.members(app, root, 1, key="fr")
+    items = ["t-single-001", "t-judge-001", "t-multiple-001"]
+    day = timedelta(days=1)
+    r1 = await b.open_round(app, root, items, at=now - 40 * day)
+    r2 = await b.open_round(app, total, ["t-single-002", "t-judge-002"], at=now - 37 * day, days=17)  # long
+    r3 = await b.open_round(app, root, ["t-single-002", "t-judge-001"], at=now - 33 * day)
+    r4 = await b.open_round(app, root, items, at=now - 26 * day)
+    r5 = await b.open_round(app, root, ["t-single-001"], at=now - 5 * day)  # open
+    everyone = ma1 + ma2 + mo + mr
+    await b.answers(app, r1, [(m, i, (m + k) % 3 > 0) for m in everyone[:14] for k, i in enumerate(items)])
+    await b.answers(app, r1, [(everyone[14], "t-single-001", True)], late=True)  # answered only late
+    await b.answers(app, r2, [(m, i, m % 2 == 0) for m in ma1[:4] + ma2[:3] for i in ("t-single-002", "t-judge-002")])
+    await b.answers(app, r3, [(m, "t-single-002", True) for m in everyone[2:12]]
+                    + [(m, "t-judge-001", m % 2 == 1) for m in everyone[4:16]])
+    await b.answers(app, r4, [(m, i, True) for m in everyone[::2] for i in items[:2]])
+    await b.answers(app, r5, [(m, "t-single-001", m % 3 == 0) for m in everyone[5:]])
+
+    scopes = (root, total, a1, other)
+    periods = (Period(EPOCH, FAR, "全部"), Period(now - 34 * day, FAR, "第三轮起"),
+               Period(EPOCH, now - 30 * day, "前三轮"), Period(now - 38 * day, now - 20 * day, "中间"))
+
+    async def same_either_way(expect_folded: list[int]) -> None:
+        async with app.db.session() as s:
+            assert await fold.trusted(s)
+            folded = sorted(r for (r,) in (await s.exec(text("SELECT round_id FROM foldedround"))).all())
+        assert folded == sorted(expect_folded)
+        for scope in scopes:
+            for period in periods:
+                assert await _working_set(app, scope, period, folded=True) == \
+                    await _working_set(app, scope, period, folded=False), (scope.name, period.label)
+            async with app.db.session() as s:
+                with_folds = await full_report(s, org=scope, period=periods[0], min_group=1, tz=TZ, now=now)
+                without = await full_report(s, org=scope, period=periods[0], min_group=1, tz=TZ, now=now,
+                                            use_folds=False)
+            assert with_folds == without, scope.name
+
+    # Twenty-four days ago the long round r2 was still open: r1 folds, r3 (finished) waits for it.
+    assert await fold.fold_finished_rounds(app.db, now - 24 * day) == 1
+    await same_either_way([r1.id])
+    assert await fold.fold_finished_rounds(app.db, now) == 3  # r2, r3, r4; r5 is open
+    await same_either_way([r1.id, r2.id, r3.id, r4.id])
+    # Late answers after the fold: read from the tally (late, and 回收 for a member-round answered only late).
+    await b.answers(app, r3, [(everyone[0], "t-judge-001", True), (everyone[16], "t-single-002", False)], late=True)
+    await same_either_way([r1.id, r2.id, r3.id, r4.id])
+    late = await _working_set(app, root, periods[0], folded=True)
+    assert {r[0]: r[6] for r in late[0]}[r3.id] == 2
+
+    # A retired item voids the folds until they are made again.
+    await b.retire(app, "t-judge-001")
+    async with app.db.session() as s:
+        assert not await fold.trusted(s)
+    assert await fold.fold_finished_rounds(app.db, now) == 4
+    await same_either_way([r1.id, r2.id, r3.id, r4.id])
+
+    # So does a member who moves (the trigger on member.org_id), on any code path.
+    async with app.db.session() as s:
+        await s.exec(text("UPDATE member SET org_id = :o WHERE id = :m"), params={"o": other.id, "m": ma1[0]})
+        await s.commit()
+        assert not await fold.trusted(s)
+    async with app.db.session() as s:
+        await s.exec(text("UPDATE member SET org_id = org_id WHERE id = :m"), params={"m": ma1[1]})
+        await s.commit()  # (not a move: nothing to void)
+    assert await fold.fold_finished_rounds(app.db, now) == 4
+    async with app.db.session() as s:
+        await s.exec(text("UPDATE member SET name = 'x' WHERE id = :m"), params={"m": ma1[2]})
+        await s.commit()
+        assert await fold.trusted(s)
+    await same_either_way([r1.id, r2.id, r3.id, r4.id])
