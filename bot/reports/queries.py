@@ -643,6 +643,39 @@ FROM per_member WHERE pushed > 0
 ORDER BY 1 DESC, 2, 3""",
 )
 
+_PER_MEMBER = """per_member AS MATERIALIZED (
+    SELECT s.member_id, s.unit_id, s.pushed, s.answered - COALESCE(r.emptied, 0) AS responded,
+           s.on_time - COALESCE(r.answers, 0) AS answers, s.on_time_correct - COALESCE(r.correct, 0) AS correct
+    FROM tallied s LEFT JOIN retired_by_member r ON r.member_id = s.member_id
+),"""
+assert SIBLINGS.template.count(_PER_MEMBER) == 1 and SIBLINGS.template.count(_PERIOD_ROUNDS_OF_BASE) == 1
+
+SIBLINGS_FOLDED = Query(
+    "siblings_folded", "同级组织中的排名（支部报告，用折叠时）",
+    "As `siblings` when the report uses the folds: the tally is read for the period's unfolded "
+    "rounds only, and each member's folded rounds are the difference of their running totals, "
+    "as in `fill_member_totals_folded` (a branch's 50 rounds: two look-ups for each of the "
+    "parent's thousand members instead of their 51,000 member-rounds).",
+    SIBLINGS.template.replace(_PERIOD_ROUNDS_OF_BASE, _UNFOLDED_PERIOD).replace(_PER_MEMBER, """unfolded_member AS (
+    SELECT s.member_id, s.unit_id, s.pushed, s.answered - COALESCE(r.emptied, 0) AS responded,
+           s.on_time - COALESCE(r.answers, 0) AS answers, s.on_time_correct - COALESCE(r.correct, 0) AS correct
+    FROM tallied s LEFT JOIN retired_by_member r ON r.member_id = s.member_id
+),
+folded AS (
+{folded_sums}
+),
+per_member AS MATERIALIZED (
+    SELECT member_id, MIN(unit_id) AS unit_id, SUM(pushed) AS pushed, SUM(responded) AS responded,
+           SUM(answers) AS answers, SUM(correct) AS correct
+    FROM (
+        SELECT member_id, unit_id, pushed, responded, answers, correct FROM unfolded_member
+        UNION ALL
+        SELECT member_id, unit_id, pushed, responded, answers, correct FROM folded
+    ) x
+    GROUP BY member_id
+),"""),
+)
+
 
 PREVIOUS = Query(
     "previous", "与上一轮（上一期）比较",
@@ -658,6 +691,17 @@ FROM scope_members sm
 CROSS JOIN answertally t
 LEFT JOIN retired x ON x.member_id = t.member_id AND x.round_id = t.round_id
 WHERE t.member_id = sm.member_id AND t.round_id IN (SELECT round_id FROM period_rounds)""",
+)
+
+PREVIOUS_FOLDED = Query(
+    "previous_folded", "与上一轮比较（上一轮已折叠时）",
+    "As `previous` when the previous period is one round that is folded: its totals per "
+    "organisation (`roundorgtotals`) over the scope's organisations. In one round a member has "
+    "one member-round, so the people are the responded member-rounds.",
+    """SELECT COALESCE(SUM(o.answers), 0) AS valid_answers, COALESCE(SUM(o.correct), 0) AS correct_answers,
+       COALESCE(SUM(o.responded), 0) AS people
+FROM roundorgtotals o
+WHERE o.round_id = :round_id AND o.org_id IN (SELECT id FROM organization WHERE path LIKE :scope)""",
 )
 
 
@@ -840,8 +884,8 @@ ORDER BY 1, 2, 3, 4""",
 )
 
 ALL: tuple[Query, ...] = (SUMMARY, ITEMS, OPTIONS, TOPICS, WEEKS, UNITS, MEMBER_SCORES, BY_ATTRIBUTE, ROUNDS,
-                          ROUND_MARKS, NONRESPONDERS, SIBLINGS, PREVIOUS, COVERAGE, ITEMS_ALL, OPTIONS_ALL, TOPICS_ALL,
-                          TOPICS_REACHED, ROUND_MARKS_ALL, ROUND_MARKS_FOLDED)
+                          ROUND_MARKS, NONRESPONDERS, SIBLINGS, SIBLINGS_FOLDED, PREVIOUS, PREVIOUS_FOLDED, COVERAGE,
+                          ITEMS_ALL, OPTIONS_ALL, TOPICS_ALL, TOPICS_REACHED, ROUND_MARKS_ALL, ROUND_MARKS_FOLDED)
 
 _WEEK = {
     # Monday of the local week: SQLite has no named zones, so a fixed offset is bound.

@@ -53,7 +53,7 @@ from bot.reports.stats import (
     summary_row,
 )
 from bot.reports.wording import fmt_p, r3
-from bot.storage.models import BankItem, Organization, Round, RoundItem
+from bot.storage.models import BankItem, FoldedRound, Organization, Round, RoundItem
 
 RANK_LABELS = ("办事员", "科员", "副科级", "正科级", "副处级", "正处级", "副局级", "正局级")
 PARTY_AGE_LABELS = {1: "党龄5年以下", 2: "党龄5–9年", 3: "党龄10–19年", 4: "党龄20–29年", 5: "党龄30年及以上"}
@@ -70,8 +70,10 @@ async def full_report(
     scope = Scope(org, period, tz)
     rnd = await session.get(Round, period.round_id) if period.round_id is not None else None
     # Folded rounds serve a period of several rounds: its finished rounds' totals, and for a
-    # scope holding every answer (a 党委 over its tree) their topic reach and item analysis.
-    folded = use_folds and period.round_id is None and await fold.trusted(session)
+    # scope holding every answer (a 党委 over its tree) their topic reach and item analysis; and
+    # a one-round report's comparison with the previous round.
+    trusted = use_folds and await fold.trusted(session)
+    folded = trusted and period.round_id is None
     await fill_working_set(session, scope, folded=folded)  # every section reads it (docs/reports-sql.md)
     folds = folded and covers_all(session)
     row = await summary_row(session, scope)
@@ -107,9 +109,9 @@ async def full_report(
         )
         # The sibling rank and the previous period read the answer tally themselves.
         parent = family.get(org.parent_id) if org.parent_id is not None else None
-        sections["sibling_rank"] = await _sibling_rank(session, org, parent, period, tz, min_group)
-    previous = await _previous(session, org, period, rnd, tz, min_group, now)
-    if folded and not await fold.trusted(session):  # links, retired items or members changed meanwhile
+        sections["sibling_rank"] = await _sibling_rank(session, org, parent, period, tz, min_group, folded=folded)
+    previous = await _previous(session, org, period, rnd, tz, min_group, now, folded=trusted)
+    if trusted and not await fold.trusted(session):  # links, retired items or members changed meanwhile
         return await full_report(session, org=org, period=period, min_group=min_group, tz=tz,
                                  topic_names=topic_names, now=now, use_folds=False)
     await drop_working_set(session)
@@ -127,8 +129,9 @@ async def full_report(
 
 
 async def _previous(session: AsyncSession, org: Organization, period: Period, rnd: Round | None, tz: ZoneInfo,
-                    min_group: int, now: datetime) -> Previous | None:
-    """The same scope's previous round or period: one statement over the answer tally."""
+                    min_group: int, now: datetime, *, folded: bool = False) -> Previous | None:
+    """The same scope's previous round or period: one statement over the answer tally, or over
+    the previous round's folded totals (`folded`: the folds are trusted)."""
     prev: Period | None
     if period.round_id is not None:
         prev = await latest_round_period(session, org, now, before=rnd.opens_at) if rnd else None
@@ -138,7 +141,10 @@ async def _previous(session: AsyncSession, org: Organization, period: Period, rn
         label = prev.describe(tz) if prev else ""
     if prev is None:
         return None
-    (valid, correct, people), = await run(session, queries.PREVIOUS, Scope(org, prev, tz))
+    query = queries.PREVIOUS
+    if folded and prev.round_id is not None and await session.get(FoldedRound, prev.round_id) is not None:
+        query = queries.PREVIOUS_FOLDED
+    (valid, correct, people), = await run(session, query, Scope(org, prev, tz))
     if not valid:
         return None
     return Previous(label, int(valid), int(correct), int(people) < min_group)
@@ -246,13 +252,14 @@ def _competition_ranks(values: list[float]) -> list[int]:
 
 
 async def _sibling_rank(session: AsyncSession, org: Organization, parent: Organization | None, period: Period,
-                        tz: ZoneInfo, min_group: int) -> SiblingRank | None:
+                        tz: ZoneInfo, min_group: int, *, folded: bool = False) -> SiblingRank | None:
+    """`folded`: the working set was filled with the folds (report_folded lists them)."""
     if parent is None:
         return None
     siblings = Scope(parent, period, tz)
     # One statement over the answer tally (no working set for the parent): unit rows as `units`
     # gives them, member rows as `member_scores` (member, unit, rank, joined, answers, correct).
-    rows = await run(session, queries.SIBLINGS, siblings)
+    rows = await run(session, queries.SIBLINGS_FOLDED if folded else queries.SIBLINGS, siblings)
     units = [(r[1], *r[3:]) for r in rows if r[0] == "unit"]
     members = [r for r in rows if r[0] == "member"]
     scores = Scores([int(r[1]) for r in members], [None] * len(members), [None] * len(members),

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import text
 
 from bot.reports import fold, queries
-from bot.reports.period import EPOCH, Period
+from bot.reports.period import EPOCH, Period, round_period
 from bot.reports.report import full_report
 from bot.reports.stats import Scope, covers_all, drop_working_set, fill_working_set, run
 from bot.storage.bulk import insert_ignore
@@ -186,11 +186,15 @@ async def test_folded_totals_give_what_the_tally_gives(app):
             for period in periods:
                 assert await _working_set(app, scope, period, folded=True) == \
                     await _working_set(app, scope, period, folded=False), (scope.name, period.label)
-            async with app.db.session() as s:
-                with_folds = await full_report(s, org=scope, period=periods[0], min_group=1, tz=TZ, now=now)
-                without = await full_report(s, org=scope, period=periods[0], min_group=1, tz=TZ, now=now,
-                                            use_folds=False)
-            assert with_folds == without, scope.name
+            # Whole reports: the long period (sibling rank from the folds) and one round (the
+            # previous round from its folded totals).
+            for period in (periods[0], round_period(r4.id)):
+                async with app.db.session() as s:
+                    with_folds = await full_report(s, org=scope, period=period, min_group=1, tz=TZ, now=now)
+                    without = await full_report(s, org=scope, period=period, min_group=1, tz=TZ, now=now,
+                                                use_folds=False)
+                assert with_folds == without, (scope.name, period.label)
+                assert with_folds.previous is not None or period is periods[0]
 
     # Twenty-four days ago the long round r2 was still open: r1 folds, r3 (finished) waits for it.
     assert await fold.fold_finished_rounds(app.db, now - 24 * day) == 1
