@@ -267,8 +267,17 @@ GROUP BY round_id""",
 # PostgreSQL reads the rows with LATERAL look-ups (joining them instead, it hashed all 500,000).
 _PREFIX_AT = """SELECT {what} FROM memberprefix q
             WHERE q.member_id = mu.member_id AND q.opens_at < {bound}
-              AND q.round_id IN (SELECT round_id FROM report_folded)
+              AND q.opens_at <= (SELECT opens_at FROM frontier)
+              AND (q.opens_at < (SELECT opens_at FROM frontier) OR q.round_id <= (SELECT round_id FROM frontier))
             ORDER BY q.opens_at DESC, q.round_id DESC LIMIT 1"""
+# The latest folded round when the report began: running totals of rounds folded since (which
+# opened after it) are not read. (Comparing with it, not looking each row up in report_folded,
+# saved PostgreSQL a quarter of the look-ups' time.)
+_FRONTIER = """frontier AS MATERIALIZED (
+    SELECT r.opens_at, r.id AS round_id FROM round r
+    WHERE r.id IN (SELECT round_id FROM report_folded)
+    ORDER BY r.opens_at DESC, r.id DESC LIMIT 1
+)"""
 _DIFFERENCES = """b.pushed - COALESCE(a.pushed, 0) AS pushed, b.responded - COALESCE(a.responded, 0) AS responded,
            b.answers - COALESCE(a.answers, 0) AS answers, b.correct - COALESCE(a.correct, 0) AS correct,
            b.missed - COALESCE(a.missed, 0) AS missed"""
@@ -302,6 +311,7 @@ MEMBER_TOTALS = replace(MEMBER_TOTALS, folded_fill=Query(
     "are summed from report_member_round as in `fill_member_totals`. A member with no "
     "member-round in the period gets no row, as there.",
     _with(_BASE) + ", " + _MEMBER_UNIT + """,
+""" + _FRONTIER + """,
 folded AS (
 {folded_sums}
 )
@@ -661,6 +671,7 @@ SIBLINGS_FOLDED = Query(
            s.on_time - COALESCE(r.answers, 0) AS answers, s.on_time_correct - COALESCE(r.correct, 0) AS correct
     FROM tallied s LEFT JOIN retired_by_member r ON r.member_id = s.member_id
 ),
+""" + _FRONTIER + """,
 folded AS (
 {folded_sums}
 ),
