@@ -76,6 +76,9 @@ async def full_report(
     folded = trusted and period.round_id is None
     await fill_working_set(session, scope, folded=folded)  # every section reads it (docs/reports-sql.md)
     folds = folded and covers_all(session)
+    # A finished round alone, for a scope holding every answer: its folded item-analysis input.
+    folded_round = (trusted and period.round_id is not None and covers_all(session)
+                    and await session.get(FoldedRound, period.round_id) is not None)
     row = await summary_row(session, scope)
     withheld = row.people < min_group
     # The scope's ancestors (names, the named-list switch, the parent) and whether it has children,
@@ -105,7 +108,7 @@ async def full_report(
             units=await _units(session, scope, min_group, scores) if has_children else None,
             attributes=await _attributes(session, scope, min_group),
             correlations=_correlations(scores, min_group, scope.params()["year"]),
-            rounds=await _rounds(session, scope, min_group, folded=folds),
+            rounds=await _rounds(session, scope, min_group, folded=folds, folded_round=folded_round),
         )
         # The sibling rank and the previous period read the answer tally themselves.
         parent = family.get(org.parent_id) if org.parent_id is not None else None
@@ -356,13 +359,16 @@ def _correlation_table(x: str, y: str, n_x: int, n_y: int, xs: list[float], ys: 
     return CorrelationTable(x, y, n_x, n_y, res, sentence=sentence)
 
 
-async def _rounds(session: AsyncSession, scope: Scope, min_group: int, *, folded: bool = False) -> list[RoundAnalysis]:
-    """`folded`: finished rounds' marks from their folds (fold.py)."""
+async def _rounds(session: AsyncSession, scope: Scope, min_group: int, *, folded: bool = False,
+                  folded_round: bool = False) -> list[RoundAnalysis]:
+    """`folded`: finished rounds' marks from their folds (fold.py); `folded_round`: the period is
+    one folded round, and the scope holds every answer."""
     rows = await run(session, queries.ROUNDS, scope, max_rounds=MAX_ROUNDS_ANALYSED)
     if not rows:
         return []
     cells: dict[int, dict[str, list[tuple[int, int, int]]]] = defaultdict(lambda: defaultdict(list))
-    marks = queries.ROUND_MARKS_FOLDED if folded else queries.ROUND_MARKS
+    marks = (queries.ROUND_MARKS_FOLDED if folded else queries.ROUND_MARKS_OF_FOLDED if folded_round
+             else queries.ROUND_MARKS)
     for round_id, item_id, mark, total, members in await run(session, marks, scope, max_rounds=MAX_ROUNDS_ANALYSED):
         cells[int(round_id)][item_id].append((int(mark), int(total), int(members)))
     order: dict[int, list[tuple[str, str]]] = defaultdict(list)

@@ -170,7 +170,8 @@ async def test_folded_totals_give_what_the_tally_gives(app):
     await b.answers(app, r2, [(m, i, m % 2 == 0) for m in ma1[:4] + ma2[:3] for i in ("t-single-002", "t-judge-002")])
     await b.answers(app, r3, [(m, "t-single-002", True) for m in everyone[2:12]]
                     + [(m, "t-judge-001", m % 2 == 1) for m in everyone[4:16]])
-    await b.answers(app, r4, [(m, i, True) for m in everyone[::2] for i in items[:2]])
+    await b.answers(app, r4, [(m, i, (m + k) % 4 > 0) for m in everyone[::2] for k, i in enumerate(items)])
+    await b.answers(app, r4, [(m, items[0], True) for m in everyone[1::4]])  # incomplete: not in the item analysis
     await b.answers(app, r5, [(m, "t-single-001", m % 3 == 0) for m in everyone[5:]])
 
     scopes = (root, total, a1, other)
@@ -195,6 +196,8 @@ async def test_folded_totals_give_what_the_tally_gives(app):
                                                 use_folds=False)
                 assert with_folds == without, (scope.name, period.label)
                 assert with_folds.previous is not None or period is periods[0]
+                if scope is root:  # the item analysis of the folded round r4 alone, from its folds
+                    assert period is periods[0] or with_folds.rounds[0].stats is not None
 
     # Twenty-four days ago the long round r2 was still open: r1 folds, r3 (finished) waits for it.
     assert await fold.fold_finished_rounds(app.db, now - 24 * day) == 1
