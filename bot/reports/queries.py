@@ -715,6 +715,36 @@ FROM roundorgtotals o
 WHERE o.round_id = :round_id AND o.org_id IN (SELECT id FROM organization WHERE path LIKE :scope)""",
 )
 
+PREVIOUS_FOLDED_PERIOD = Query(
+    "previous_folded_period", "与上一期比较（用折叠时）",
+    "As `previous` for a previous period of several rounds when the report uses the folds: each "
+    "member's folded rounds of that period are the difference of their running totals "
+    "(`fill_member_totals_folded`), the unfolded ones are read from the tally, and the members "
+    "with a valid answer are those whose sum is above zero (a year's previous year: two look-ups "
+    "per member instead of 480,000 member-rounds, 300 ms on PostgreSQL).",
+    (_with(_BASE) + ", " + _MEMBER_UNIT + ",\n" + _RETIRED + """,
+""" + _FRONTIER + """,
+folded AS (
+{folded_sums}
+),
+per_member AS (
+    SELECT member_id, SUM(answers) AS answers, SUM(correct) AS correct
+    FROM (
+        SELECT member_id, answers, correct FROM folded
+        UNION ALL
+        SELECT t.member_id, t.on_time - COALESCE(x.answers, 0), t.on_time_correct - COALESCE(x.correct, 0)
+        FROM scope_members sm
+        CROSS JOIN answertally t
+        LEFT JOIN retired x ON x.member_id = t.member_id AND x.round_id = t.round_id
+        WHERE t.member_id = sm.member_id AND t.round_id IN (SELECT round_id FROM period_rounds)
+    ) x
+    GROUP BY member_id
+)
+SELECT COALESCE(SUM(answers), 0) AS valid_answers, COALESCE(SUM(correct), 0) AS correct_answers,
+       COALESCE(SUM(CASE WHEN answers > 0 THEN 1 ELSE 0 END), 0) AS people
+FROM per_member""").replace(_PERIOD_ROUNDS_OF_BASE, _UNFOLDED_PERIOD),
+)
+
 
 # --- Reports whose scope holds every on-time answer of its rounds (e.g. a 党委 over its tree) ---
 # Then the per-item tables are read from the item tally (bot/reports/tally.py) and the answers
@@ -906,7 +936,8 @@ ORDER BY 1, 2, 3, 4""",
 )
 
 ALL: tuple[Query, ...] = (SUMMARY, ITEMS, OPTIONS, TOPICS, WEEKS, UNITS, MEMBER_SCORES, BY_ATTRIBUTE, ROUNDS,
-                          ROUND_MARKS, NONRESPONDERS, SIBLINGS, SIBLINGS_FOLDED, PREVIOUS, PREVIOUS_FOLDED, COVERAGE,
+                          ROUND_MARKS, NONRESPONDERS, SIBLINGS, SIBLINGS_FOLDED, PREVIOUS, PREVIOUS_FOLDED,
+                          PREVIOUS_FOLDED_PERIOD, COVERAGE,
                           ITEMS_ALL, OPTIONS_ALL, TOPICS_ALL, TOPICS_REACHED, ROUND_MARKS_ALL, ROUND_MARKS_FOLDED,
                           ROUND_MARKS_OF_FOLDED)
 

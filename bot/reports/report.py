@@ -113,7 +113,7 @@ async def full_report(
         # The sibling rank and the previous period read the answer tally themselves.
         parent = family.get(org.parent_id) if org.parent_id is not None else None
         sections["sibling_rank"] = await _sibling_rank(session, org, parent, period, tz, min_group, folded=folded)
-    previous = await _previous(session, org, period, rnd, tz, min_group, now, folded=trusted)
+    previous = await _previous(session, org, period, rnd, tz, min_group, now, trusted=trusted, folded=folded)
     if trusted and not await fold.trusted(session):  # links, retired items or members changed meanwhile
         return await full_report(session, org=org, period=period, min_group=min_group, tz=tz,
                                  topic_names=topic_names, now=now, use_folds=False)
@@ -132,9 +132,10 @@ async def full_report(
 
 
 async def _previous(session: AsyncSession, org: Organization, period: Period, rnd: Round | None, tz: ZoneInfo,
-                    min_group: int, now: datetime, *, folded: bool = False) -> Previous | None:
+                    min_group: int, now: datetime, *, trusted: bool = False, folded: bool = False) -> Previous | None:
     """The same scope's previous round or period: one statement over the answer tally, or over
-    the previous round's folded totals (`folded`: the folds are trusted)."""
+    the folds (`trusted`: the folds are; `folded`: the working set was filled with them, so
+    report_folded lists the folded rounds)."""
     prev: Period | None
     if period.round_id is not None:
         prev = await latest_round_period(session, org, now, before=rnd.opens_at) if rnd else None
@@ -145,8 +146,10 @@ async def _previous(session: AsyncSession, org: Organization, period: Period, rn
     if prev is None:
         return None
     query = queries.PREVIOUS
-    if folded and prev.round_id is not None and await session.get(FoldedRound, prev.round_id) is not None:
+    if trusted and prev.round_id is not None and await session.get(FoldedRound, prev.round_id) is not None:
         query = queries.PREVIOUS_FOLDED
+    elif folded and prev.round_id is None:
+        query = queries.PREVIOUS_FOLDED_PERIOD
     (valid, correct, people), = await run(session, query, Scope(org, prev, tz))
     if not valid:
         return None

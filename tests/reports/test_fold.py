@@ -187,15 +187,17 @@ async def test_folded_totals_give_what_the_tally_gives(app):
             for period in periods:
                 assert await _working_set(app, scope, period, folded=True) == \
                     await _working_set(app, scope, period, folded=False), (scope.name, period.label)
-            # Whole reports: the long period (sibling rank from the folds) and one round (the
-            # previous round from its folded totals).
-            for period in (periods[0], round_period(r4.id)):
+            # Whole reports: the long period (sibling rank from the folds), periods whose previous
+            # period (r1; r1–r3) is summed from the folds, and one round (the previous round from
+            # its folded totals).
+            for period in (periods[0], periods[3], Period(now - 30 * day, now + 10 * day, "近期"),
+                           round_period(r4.id)):
                 async with app.db.session() as s:
                     with_folds = await full_report(s, org=scope, period=period, min_group=1, tz=TZ, now=now)
                     without = await full_report(s, org=scope, period=period, min_group=1, tz=TZ, now=now,
                                                 use_folds=False)
                 assert with_folds == without, (scope.name, period.label)
-                assert with_folds.previous is not None or period is periods[0]
+                assert (with_folds.previous is not None) == (period is not periods[0]), period.label
                 if scope is root:  # the item analysis of the folded round r4 alone, from its folds
                     assert period is periods[0] or with_folds.rounds[0].stats is not None
 
