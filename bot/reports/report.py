@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import or_
+from sqlalchemy import func, or_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -59,6 +59,10 @@ RANK_LABELS = ("办事员", "科员", "副科级", "正科级", "副处级", "�
 PARTY_AGE_LABELS = {1: "党龄5年以下", 2: "党龄5–9年", 3: "党龄10–19年", 4: "党龄20–29年", 5: "党龄30年及以上"}
 NOT_RECORDED = "未填写"
 MAX_ROUNDS_ANALYSED = 12  # item analysis of the latest rounds only; older ones are in older reports
+# A period's totals are summed from the folds from this many folded rounds on: two look-ups per
+# member cost about what reading two member-rounds each does (a 党委 over 2 rounds: 275 ms with
+# the folds, 242 ms from the tally; over 4: 306 against 369 ms; docs/benchmarks.md section 3).
+FOLDS_PAY_FROM = 3
 
 
 async def full_report(
@@ -73,7 +77,7 @@ async def full_report(
     # scope holding every answer (a 党委 over its tree) their topic reach and item analysis; and
     # a one-round report's comparison with the previous round.
     trusted = use_folds and await fold.trusted(session)
-    folded = trusted and period.round_id is None
+    folded = trusted and period.round_id is None and await _folded_rounds_in(session, period) >= FOLDS_PAY_FROM
     await fill_working_set(session, scope, folded=folded)  # every section reads it (docs/reports-sql.md)
     folds = folded and covers_all(session)
     # A finished round alone, for a scope holding every answer: its folded item-analysis input.
@@ -110,7 +114,7 @@ async def full_report(
             correlations=_correlations(scores, min_group, scope.params()["year"]),
             rounds=await _rounds(session, scope, min_group, folded=folds, folded_round=folded_round),
         )
-        # The sibling rank and the previous period read the answer tally themselves.
+        # The sibling rank and the previous period read the answer tally (or the folds) themselves.
         parent = family.get(org.parent_id) if org.parent_id is not None else None
         sections["sibling_rank"] = await _sibling_rank(session, org, parent, period, tz, min_group, folded=folded)
     previous = await _previous(session, org, period, rnd, tz, min_group, now, trusted=trusted, folded=folded)
@@ -126,6 +130,13 @@ async def full_report(
         retired_answers=row.retired_answers, org_path="/".join(names), period_text=period_text,
         generated_at=now, previous=previous, nonresponders=nonresponders, **sections,
     )
+
+
+async def _folded_rounds_in(session: AsyncSession, period: Period) -> int:
+    rounds = select(func.count()).select_from(Round).where(
+        col(Round.opens_at) >= period.start, col(Round.opens_at) < period.end,
+        col(Round.id).in_(select(FoldedRound.round_id)))
+    return int((await session.exec(rounds)).one())
 
 
 # --- sections -------------------------------------------------------------------------------
