@@ -32,6 +32,7 @@ from bot.storage.models import (
 CHUNK = 5000
 RANKS = ["科员", "副科", "正科", "副处", "正处", "副局"]
 TAGS = ["新提任", "年轻干部", "关键岗位"]
+LATE_SHARE = 0.02  # member-rounds answered after the deadline
 
 
 @dataclass
@@ -123,14 +124,18 @@ async def seed(db: Database, *, members: int, answers: int, branches: int = 300,
                                "last_error": None, "channel": "telegram", "created_at": opens, "sent_at": opens})
             if rng.random() >= p_respond:
                 continue
-            when = opens + timedelta(minutes=rng.randint(5, 8000))
+            # A few answer after the deadline (补答): reports count them apart, and they may come
+            # after the round is folded.
+            late = rng.random() < LATE_SHARE
+            when = (round_rows[r]["deadline"] + timedelta(minutes=rng.randint(10, 2000)) if late
+                    else opens + timedelta(minutes=rng.randint(5, 8000)))
             for item_id, difficulty, key, content in chosen:
                 logit = 1.6 - 0.8 * (difficulty - 2) + ability[m]
                 correct = rng.random() < 1 / (1 + math.exp(-logit))
                 n = len(content["options"])
                 choice = key if correct else rng.choice([c for c in "ABCDEFGH"[:n] if c not in key] or ["A"])
                 answer_rows.append({"member_id": m + 1, "round_id": r + 1, "item_id": item_id, "choice": choice,
-                                    "correct": correct, "late": False, "answered_at": when,
+                                    "correct": correct, "late": late, "answered_at": when,
                                     "latency_ms": rng.randint(2000, 60000), "channel": "telegram"})
         await _bulk(db, Delivery, deliveries)
         await _bulk(db, Answer, answer_rows)
