@@ -17,7 +17,7 @@ sees it change while it runs is made again without the folds), and the next fold
 - *totals*: the round's member-rounds summed per organisation (`RoundOrgTotals`) and added to
   each member's running totals (`MemberPrefix`), so that a long period's per-round and
   per-member figures read a few thousand rows instead of every member-round of the period
-  (`queries.FOLDED_ROUND_TOTALS`, `queries.FOLDED_MEMBER_TOTALS`). On-time figures only: late
+  (the `folded_fill`s of `queries.ROUND_TOTALS` and `queries.MEMBER_TOTALS`). On-time figures only: late
   answers may still arrive, and reports read them from the answer tally.
 
 The totals are also right only while members stay in their organisations: a trigger (migration
