@@ -177,64 +177,69 @@ class RoundStatistics:
 def item_analysis(item_ids: Sequence[str], marks: np.ndarray) -> RoundStatistics:
     """marks: one row per respondent, one 0/1 column per item (in `item_ids` order)."""
     marks = np.asarray(marks, dtype=float)
-    respondents = marks.shape[0] if marks.ndim == 2 else 0
-    if respondents < 2:
-        return RoundStatistics(respondents, (), None)
+    if marks.ndim != 2 or marks.shape[0] < 2:
+        return RoundStatistics(marks.shape[0] if marks.ndim == 2 else 0, (), None)
     total = marks.sum(axis=1)
-    return _analyse(item_ids, [marks[:, j] for j in range(len(item_ids))], [total] * len(item_ids))
+    cells = {}
+    for j, item_id in enumerate(item_ids):
+        pairs, members = np.unique(np.column_stack([marks[:, j], total]), axis=0, return_counts=True)
+        cells[item_id] = np.column_stack([pairs, members])
+    return item_analysis_from_counts(item_ids, cells)
 
 
 def item_analysis_from_counts(item_ids: Sequence[str],
-                              counts: Mapping[str, Sequence[tuple[int, int, int]]]) -> RoundStatistics:
-    """The same analysis from (mark, member's total, members) cells per item (the round_marks query).
+                              counts: Mapping[str, Sequence[tuple[int, int, int]] | np.ndarray]) -> RoundStatistics:
+    """The analysis from (mark, member's total, members) cells per item (the round_marks query).
 
-    Every quantity is a function of an item's (mark, rest-of-test) pairs and of the totals, so
-    each item's pairs are rebuilt from its cells; no member-by-item matrix is needed.
+    Every quantity is a function of an item's (mark, rest-of-test) pairs and of the totals, each
+    pair weighted by its number of members (numpy's frequency weights), so neither a
+    member-by-item matrix nor the pairs one by one are needed.
     """
-    xs, totals = [], []
-    for item_id in item_ids:
-        cells = np.asarray(counts.get(item_id, ()), dtype=float).reshape(-1, 3)
-        repeat = cells[:, 2].astype(int)
-        xs.append(np.repeat(cells[:, 0], repeat))
-        totals.append(np.repeat(cells[:, 1], repeat))
-    respondents = len(xs[0]) if xs else 0
-    if any(len(x) != respondents for x in xs):
+    cells = [np.asarray(counts.get(item_id, ()), dtype=float).reshape(-1, 3) for item_id in item_ids]
+    sizes = {int(c[:, 2].sum()) for c in cells}
+    if len(sizes) > 1:
         raise ValueError("every item needs the same respondents (members who answered all items)")
+    respondents = sizes.pop() if sizes else 0
     if respondents < 2:
         return RoundStatistics(respondents, (), None)
-    return _analyse(item_ids, xs, totals)
-
-
-def _analyse(item_ids: Sequence[str], xs: Sequence[np.ndarray], totals: Sequence[np.ndarray]) -> RoundStatistics:
-    """xs[j]: item j's marks; totals[j]: the same respondents' total marks, in the same order."""
-    rows = []
-    for item_id, x, total in zip(item_ids, xs, totals, strict=True):
-        rest = total - x
-        facility = 100.0 * float(x.mean())
-        sd = float(np.std(x, ddof=1))
-        discrimination = efficiency = None
-        if np.var(x) > 0 and np.var(rest) > 0:
-            # Pearson r without scipy's p-value machinery (5 ms a call; the p is never shown).
-            discrimination = 100.0 * float(np.corrcoef(x, rest)[0, 1])
-            cov = float(np.cov(x, rest, ddof=1)[0, 1])
-            # The largest covariance these two sets of scores could have: both sorted alike.
-            cov_max = float(np.cov(np.sort(x), np.sort(rest), ddof=1)[0, 1])
-            efficiency = 100.0 * cov / cov_max if cov_max > 0 else None
-        flags = []
-        if facility <= FACILITY_LOW or facility >= FACILITY_HIGH:
-            flags.append("难度极端")
-        if efficiency is not None and efficiency < LOW_EFFICIENCY:
-            flags.append("区分效率低于15%")
-        if discrimination is not None and discrimination < 0:
-            flags.append("区分度为负")
-        rows.append(ItemAnalysis(item_id, facility, sd, discrimination, efficiency, tuple(flags)))
+    rows, item_variances = [], []
+    for item_id, c in zip(item_ids, cells, strict=True):
+        row, variance = _item(item_id, c[:, 0], c[:, 1] - c[:, 0], c[:, 2].astype(int), respondents)
+        rows.append(row)
+        item_variances.append(variance)
     alpha = None
     n_items = len(item_ids)
-    total_var = float(np.var(totals[0], ddof=1)) if n_items else 0.0
+    total_var = float(np.cov(cells[0][:, 1], fweights=cells[0][:, 2].astype(int), ddof=1)) if n_items else 0.0
     if n_items >= 2 and total_var > 0:
-        item_var = sum(float(np.var(x, ddof=1)) for x in xs)
-        alpha = n_items / (n_items - 1) * (1 - item_var / total_var)
-    return RoundStatistics(len(xs[0]) if xs else 0, tuple(rows), alpha)
+        alpha = n_items / (n_items - 1) * (1 - sum(item_variances) / total_var)
+    return RoundStatistics(respondents, tuple(rows), alpha)
+
+
+def _item(item_id: str, mark: np.ndarray, rest: np.ndarray, members: np.ndarray, n: int) -> tuple[ItemAnalysis, float]:
+    """One item from its cells: marks (0/1), rest-of-test scores and members per cell; and the
+    sample variance of its marks (for Cronbach's α)."""
+    facility = 100.0 * float(np.average(mark, weights=members))
+    cov = np.cov(np.vstack([mark, rest]), fweights=members, ddof=1)
+    var_x, var_rest, cov_xr = float(cov[0, 0]), float(cov[1, 1]), float(cov[0, 1])
+    discrimination = efficiency = None
+    if var_x > 0 and var_rest > 0:
+        discrimination = 100.0 * cov_xr / math.sqrt(var_x * var_rest)
+        # The largest covariance these two sets of scores could have: both sorted alike, i.e. the
+        # members with mark 1 paired with the highest rest scores.
+        right = round(float(members @ mark))
+        order = np.argsort(-rest, kind="stable")
+        before = np.cumsum(members[order]) - members[order]
+        paired = np.clip(right - before, 0, members[order])  # members with mark 1 in each cell, so sorted
+        cov_max = (float(paired @ rest[order]) - right * float(members @ rest) / n) / (n - 1)
+        efficiency = 100.0 * cov_xr / cov_max if cov_max > 0 else None
+    flags = []
+    if facility <= FACILITY_LOW or facility >= FACILITY_HIGH:
+        flags.append("难度极端")
+    if efficiency is not None and efficiency < LOW_EFFICIENCY:
+        flags.append("区分效率低于15%")
+    if discrimination is not None and discrimination < 0:
+        flags.append("区分度为负")
+    return ItemAnalysis(item_id, facility, math.sqrt(var_x), discrimination, efficiency, tuple(flags)), var_x
 
 
 def is_finite(x: float | None) -> bool:
