@@ -480,3 +480,15 @@ async def test_a_real_card_pressed_in_a_group_is_refused(tg, caplog):
     fake.press(USERS["m1"], card, card.button("C.")["callback_data"])  # in private it answers
     await fake.wait_for(lambda: any("回答正确" in (m.text or "") for m in fake.messages(USERS["m1"])),
                         what="the answer in private")
+
+
+async def test_a_quiz_poll_answer_naming_an_impossible_poll_is_ignored(tg, caplog):
+    """A poll id with a NUL byte (found by the fuzzer above) is no poll we sent — PostgreSQL text
+    cannot even hold one: the vote is ignored, nothing fails and nothing is written."""
+    stack, fake = tg, tg.fake
+    before, since = await snapshot(stack.app), len(fake.calls(ok=None))
+    ids = [fake.vote(USERS["m1"], poll_id, [0]) for poll_id in ("\x00", "5\x00", "\x00" * 80)]
+    await settle(stack, ids)
+    calls = outbound(stack, since)
+    assert_healthy(stack, caplog, calls)
+    assert calls == [] and await snapshot(stack.app) == before

@@ -150,6 +150,8 @@ async def remember_poll(db: Database, poll_id: str, *, round_id: int | None, ite
 
 
 async def poll_target(db: Database, poll_id: str) -> tuple[int | None, str] | None:
+    if "\x00" in poll_id:  # never one we sent (PostgreSQL text cannot even hold it): a forged vote
+        return None
     value = await _get(db, f"telegram:poll:{poll_id}")
     return (value["round_id"], value["item_id"]) if value else None
 
