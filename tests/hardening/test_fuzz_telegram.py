@@ -194,8 +194,10 @@ def assert_healthy(stack: Stack, caplog: pytest.LogCaptureFixture, calls: list[C
 
 
 async def settle(stack: Stack, update_ids: list[Any]) -> None:
-    """Wait until PTB ran every handler group for these updates (bounded)."""
+    """Wait until PTB ran every handler group for these updates and the report charts they started
+    were sent (from tasks of their own, after the update: else they land in the next example's calls)."""
     await stack.fake.wait_for(lambda: stack.processed.issuperset(update_ids), timeout=30, what="the updates")
+    await stack.component.handlers.charts_sent(timeout=30)
 
 
 # --- typed messages -----------------------------------------------------------------------------

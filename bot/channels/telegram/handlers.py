@@ -104,9 +104,13 @@ class TelegramHandlers:
         if self.update_log is not None:
             self.update_log.done(update.update_id)
 
+    async def charts_sent(self, timeout: float = CHART_DRAIN) -> None:
+        """Wait (bounded) for the report charts still being drawn or sent from their own tasks."""
+        if self._chart_sends:
+            await asyncio.wait(set(self._chart_sends), timeout=timeout)
+
     async def stop(self) -> None:
-        if self._chart_sends:  # charts still being drawn or sent: let them finish before the bot shuts down
-            await asyncio.wait(set(self._chart_sends), timeout=CHART_DRAIN)
+        await self.charts_sent()  # let them finish before the bot shuts down
         if self.update_log is not None:
             await self.update_log.flush()
 
